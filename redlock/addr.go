@@ -1,0 +1,178 @@
+package redlock
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+)
+
+// address is one parsed master address.
+type address struct {
+	raw      string // exactly as written in Config (may hold a password)
+	redacted string // raw with the password replaced by "xxxxx": safe for errors and logs
+	host     string
+	port     int
+	db       int
+	tls      bool
+	username string
+	password string
+}
+
+// hostPort is "host:port" (IPv6 hosts bracketed).
+func (a address) hostPort() string { return net.JoinHostPort(a.host, strconv.Itoa(a.port)) }
+
+// identity is the normalized form that names a master: lower-case host, port
+// and database, without scheme or credentials. Two spellings of one master
+// have one identity, so duplicates are caught and routing is order-free.
+func (a address) identity() string {
+	id := a.hostPort()
+	if a.db != 0 {
+		id += "/" + strconv.Itoa(a.db)
+	}
+	return id
+}
+
+const maxAddressLen = 4096
+
+// parseAddress accepts "host:port", "host" (port 6379),
+// "redis://[user:pass@]host[:port][/db]" and "rediss://…" (TLS).
+// Errors never contain the password.
+func parseAddress(raw string) (address, error) {
+	a := address{raw: raw, port: 6379}
+	a.redacted = redactAddress(raw)
+	if raw == "" {
+		return a, errors.New("empty address")
+	}
+	if len(raw) > maxAddressLen {
+		return a, fmt.Errorf("address longer than %d bytes", maxAddressLen)
+	}
+	for _, r := range raw {
+		if r <= ' ' || r == 0x7f {
+			return a, errors.New("address contains a space or control character")
+		}
+	}
+	rest := raw
+	if i := strings.Index(rest, "://"); i >= 0 {
+		switch strings.ToLower(rest[:i]) {
+		case "redis":
+		case "rediss":
+			a.tls = true
+		default:
+			return a, fmt.Errorf("unsupported scheme %q (want redis:// or rediss://)", rest[:i])
+		}
+		rest = rest[i+3:]
+		if j := strings.IndexAny(rest, "?#"); j >= 0 {
+			return a, errors.New("query strings and fragments are not supported; use Config fields")
+		}
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			user, pass, hasPass := strings.Cut(rest[:at], ":")
+			var err error
+			if a.username, err = unescape(user); err != nil {
+				return a, fmt.Errorf("bad username: %w", err)
+			}
+			if hasPass {
+				if a.password, err = unescape(pass); err != nil {
+					return a, errors.New("bad password escape (the password is not shown)")
+				}
+			}
+			rest = rest[at+1:]
+		}
+		if slash := strings.IndexByte(rest, '/'); slash >= 0 {
+			dbs := rest[slash+1:]
+			rest = rest[:slash]
+			if dbs != "" {
+				db, err := strconv.Atoi(dbs)
+				if err != nil || db < 0 || db > 1<<20 {
+					return a, fmt.Errorf("bad database number %q", dbs)
+				}
+				a.db = db
+			}
+		}
+	} else if strings.ContainsAny(rest, "/@?#") {
+		return a, errors.New(`want "host:port" or a redis:// URL`)
+	}
+	if rest == "" {
+		return a, errors.New("missing host")
+	}
+	host, port := rest, ""
+	if strings.HasPrefix(rest, "[") || strings.Count(rest, ":") == 1 {
+		h, p, err := net.SplitHostPort(rest)
+		if err != nil {
+			if strings.HasPrefix(rest, "[") && strings.HasSuffix(rest, "]") {
+				h, p = rest[1:len(rest)-1], ""
+			} else {
+				return a, fmt.Errorf("bad host:port: %v", trimAddrErr(err))
+			}
+		}
+		host, port = h, p
+	} else if strings.Count(rest, ":") > 1 {
+		return a, errors.New("IPv6 addresses must be bracketed: [::1]:6379")
+	}
+	if host == "" {
+		return a, errors.New("missing host")
+	}
+	if strings.ContainsAny(host, "[]") {
+		return a, fmt.Errorf("bad host %q", host)
+	}
+	if port != "" {
+		p, err := strconv.Atoi(port)
+		if err != nil || p < 1 || p > 65535 {
+			return a, fmt.Errorf("bad port %q (want 1-65535)", port)
+		}
+		a.port = p
+	}
+	a.host = strings.ToLower(host)
+	return a, nil
+}
+
+// trimAddrErr strips the input echo from net's errors (it may be long).
+func trimAddrErr(err error) string {
+	var ae *net.AddrError
+	if errors.As(err, &ae) {
+		return ae.Err
+	}
+	return err.Error()
+}
+
+func unescape(s string) (string, error) {
+	if !strings.Contains(s, "%") {
+		return s, nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+2 >= len(s) {
+			return "", errors.New("truncated %-escape")
+		}
+		v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
+		if err != nil {
+			return "", errors.New("bad %-escape")
+		}
+		b.WriteByte(byte(v))
+		i += 2
+	}
+	return b.String(), nil
+}
+
+// redactAddress hides the password of a URL-form address.
+func redactAddress(raw string) string {
+	i := strings.Index(raw, "://")
+	if i < 0 {
+		return raw
+	}
+	rest := raw[i+3:]
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return raw
+	}
+	user, _, hasPass := strings.Cut(rest[:at], ":")
+	if !hasPass {
+		return raw
+	}
+	return raw[:i+3] + user + ":xxxxx" + rest[at:]
+}

@@ -1,0 +1,340 @@
+package redlock
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Client acquires Redlock locks on a fleet of independent Redis masters. It
+// is safe for concurrent use; create one per fleet and share it.
+type Client struct {
+	s       *settings
+	groups  []*group
+	nodes   []*node
+	ring    *ring
+	closing chan struct{}
+	closed  atomic.Bool
+	wg      sync.WaitGroup
+	closeMu sync.Mutex
+}
+
+// New validates cfg, opens one connection to every master in parallel and
+// returns a Client. Masters that cannot be reached are marked down and
+// retried in the background every ReconnectInterval: New succeeds with
+// masters down. A bad Config is a *ConfigError naming the field and value.
+func New(cfg Config) (*Client, error) {
+	s, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{s: s, closing: make(chan struct{})}
+	ids := make([]string, len(s.groups))
+	for gi, addrs := range s.groups {
+		g := &group{index: gi, id: groupIdentity(addrs), quorum: len(addrs)/2 + 1}
+		for _, a := range addrs {
+			nd, err := newNode(c, a)
+			if err != nil {
+				_ = c.Close()
+				return nil, fmt.Errorf("redlock: master %s: %w", a.redacted, err)
+			}
+			g.nodes = append(g.nodes, nd)
+			g.addrs = append(g.addrs, a.raw)
+			c.nodes = append(c.nodes, nd)
+		}
+		c.groups = append(c.groups, g)
+		ids[gi] = g.id
+	}
+	c.ring = newRing(ids)
+
+	// First connection to every master, in parallel, bounded by DialTimeout.
+	var wg sync.WaitGroup
+	for _, nd := range c.nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := nd.connect(); err != nil {
+				nd.fail(err)
+			}
+		}()
+	}
+	wg.Wait()
+
+	c.wg.Add(1)
+	go c.healthLoop()
+	return c, nil
+}
+
+func (c *Client) healthLoop() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.s.HealthCheckPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.closing:
+			return
+		case <-t.C:
+			for _, nd := range c.nodes {
+				select {
+				case <-c.closing:
+					return
+				default:
+				}
+				nd.healthCheck()
+			}
+		}
+	}
+}
+
+// Close stops every background goroutine (writers, health checks,
+// reconnects) and closes every connection. Locks still held are not released:
+// they expire with their TTL. Operations after Close return ErrClosed.
+// Close is idempotent.
+func (c *Client) Close() error {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.closed.Swap(true) {
+		return nil
+	}
+	close(c.closing)
+	c.wg.Wait()
+	for _, nd := range c.nodes {
+		nd.pool.close()
+	}
+	return nil
+}
+
+// Route returns the masters of the group that resource is routed to,
+// exactly as written in Config.
+func (c *Client) Route(resource string) []string {
+	g, _ := c.route(resource)
+	return append([]string(nil), g.addrs...)
+}
+
+func (c *Client) route(resource string) (*group, uint64) {
+	h := xxhash.Sum64(unsafe.Slice(unsafe.StringData(resource), len(resource)))
+	if len(c.groups) == 1 {
+		return c.groups[0], h
+	}
+	return c.groups[c.ring.owner[h%uint64(len(c.ring.owner))]], h
+}
+
+// checkArgs validates a resource and a TTL.
+func (c *Client) checkArgs(resource string, ttl time.Duration) error {
+	if err := c.checkResource(resource); err != nil {
+		return err
+	}
+	if ttl <= 0 {
+		return &InputError{Arg: "ttl", Reason: fmt.Sprintf("%v is not positive", ttl)}
+	}
+	if min := minTTL(c.s.DriftFactor); ttl < min {
+		return &InputError{Arg: "ttl", Reason: fmt.Sprintf("%v is consumed by the clock-drift allowance (ttl × %g + 2ms); use at least %v", ttl, c.s.DriftFactor, min)}
+	}
+	if ttl > 1<<40*time.Millisecond/1024 {
+		return &InputError{Arg: "ttl", Reason: fmt.Sprintf("%v is too long", ttl)}
+	}
+	return nil
+}
+
+func (c *Client) checkResource(resource string) error {
+	if resource == "" {
+		return &InputError{Arg: "resource", Reason: "empty"}
+	}
+	if len(resource) > c.s.MaxResourceLen {
+		return &InputError{Arg: "resource", Reason: fmt.Sprintf("%d bytes, longer than MaxResourceLen (%d)", len(resource), c.s.MaxResourceLen)}
+	}
+	return nil
+}
+
+// ttlMillis rounds ttl up to Redis's millisecond resolution.
+func ttlMillis(ttl time.Duration) int64 {
+	return int64((ttl + time.Millisecond - 1) / time.Millisecond)
+}
+
+func newToken() string {
+	var b [16]byte // 128 bits
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// TryLock makes one attempt to acquire resource for ttl. It returns
+// ErrNotObtained (joined with a *QuorumError) when the resource is busy or no
+// quorum answered; the attempt's keys are then released on every master.
+func (c *Client) TryLock(ctx context.Context, resource string, ttl time.Duration) (*Lock, error) {
+	if err := c.checkArgs(resource, ttl); err != nil {
+		return nil, err
+	}
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, errors.Join(ErrNotObtained, err)
+	}
+	return c.attempt(ctx, resource, ttl)
+}
+
+// Lock acquires resource for ttl, trying 1 + MaxRetry times with a jittered
+// delay between attempts (or as Config.RetryStrategy says). ctx bounds the
+// whole call: when it ends, the error is ErrNotObtained joined with ctx.Err().
+func (c *Client) Lock(ctx context.Context, resource string, ttl time.Duration) (*Lock, error) {
+	if err := c.checkArgs(resource, ttl); err != nil {
+		return nil, err
+	}
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, errors.Join(ErrNotObtained, err)
+	}
+	var timer *time.Timer
+	for retry := 1; ; retry++ {
+		l, err := c.attempt(ctx, resource, ttl)
+		if err == nil {
+			return l, nil
+		}
+		if !errors.Is(err, ErrNotObtained) || ctx.Err() != nil {
+			return nil, err
+		}
+		delay, ok := c.s.RetryStrategy.Backoff(retry)
+		if !ok {
+			return nil, err
+		}
+		if timer == nil {
+			timer = time.NewTimer(delay)
+			defer timer.Stop()
+		} else {
+			timer.Reset(delay)
+		}
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			return nil, errors.Join(err, ctx.Err())
+		case <-c.closing:
+			return nil, errors.Join(err, ErrClosed)
+		}
+	}
+}
+
+// attempt is one Redlock acquisition with a fresh token.
+func (c *Client) attempt(ctx context.Context, resource string, ttl time.Duration) (*Lock, error) {
+	g, h := c.route(resource)
+	key := c.s.KeyPrefix + resource
+	token := newToken()
+	ms := ttlMillis(ttl)
+	start := time.Now() // monotonic
+	r := g.fanout(ctx, opAcquire, key, token, ms, h, false, c.s.NodeTimeout)
+	valid := validity(ttl, time.Since(start), c.s.DriftFactor)
+	if r.yes >= g.quorum && valid > 0 {
+		return &Lock{c: c, g: g, hash: h, resource: resource, key: key, token: token,
+			until: start.Add(ttl - driftAllowance(ttl, c.s.DriftFactor))}, nil
+	}
+	g.cleanup(key, token, ms, h, c.s.ReleaseTimeout)
+	qe := g.quorumError(opAcquire, resource, r)
+	if r.yes >= g.quorum {
+		return nil, errors.Join(ErrNotObtained, qe, fmt.Errorf("redlock: lock %q: quorum reached but its validity ran out (the attempt took %v)", resource, time.Since(start)))
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, errors.Join(ErrNotObtained, qe, err)
+	}
+	return nil, errors.Join(ErrNotObtained, qe)
+}
+
+// IsLocked reports whether a majority of the resource's group has its key
+// (held by anyone). It returns a *QuorumError when neither a majority says
+// yes nor a majority says no.
+func (c *Client) IsLocked(ctx context.Context, resource string) (bool, error) {
+	if err := c.checkResource(resource); err != nil {
+		return false, err
+	}
+	if c.closed.Load() {
+		return false, ErrClosed
+	}
+	g, h := c.route(resource)
+	r := g.fanout(ctx, opExists, c.s.KeyPrefix+resource, "", 0, h, true, c.s.NodeTimeout)
+	switch {
+	case r.yes >= g.quorum:
+		return true, nil
+	case r.no >= g.quorum:
+		return false, nil
+	}
+	qe := g.quorumError(opExists, resource, r)
+	if err := ctx.Err(); err != nil {
+		return false, errors.Join(qe, err)
+	}
+	return false, qe
+}
+
+// MasterStats returns a snapshot of every master: health, counters and
+// connection-pool statistics, in Config order.
+func (c *Client) MasterStats() []NodeStat {
+	out := make([]NodeStat, 0, len(c.nodes))
+	for _, g := range c.groups {
+		for _, nd := range g.nodes {
+			out = append(out, nd.stat(g.index))
+		}
+	}
+	return out
+}
+
+// GroupInfo describes one quorum group.
+type GroupInfo struct {
+	Masters []string // as written in Config, passwords redacted
+	Quorum  int      // votes needed
+	Share   float64  // the share of the ring (of all resources) routed to it
+}
+
+// Groups describes the quorum groups in Config order.
+func (c *Client) Groups() []GroupInfo {
+	counts := make([]int, len(c.groups))
+	for _, o := range c.ring.owner {
+		counts[o]++
+	}
+	out := make([]GroupInfo, len(c.groups))
+	for i, g := range c.groups {
+		out[i] = GroupInfo{Masters: redactAll(g.addrs), Quorum: g.quorum, Share: float64(counts[i]) / float64(len(c.ring.owner))}
+	}
+	return out
+}
+
+// PingResult is one master's answer to Ping.
+type PingResult struct {
+	Addr    string // password redacted
+	Group   int
+	Latency time.Duration
+	Err     error
+}
+
+// Ping sends PING to every master in parallel (up or down, bypassing the
+// down state) and reports each one's round trip.
+func (c *Client) Ping(ctx context.Context) []PingResult {
+	out := make([]PingResult, len(c.nodes))
+	var wg sync.WaitGroup
+	i := 0
+	for _, g := range c.groups {
+		for _, nd := range g.nodes {
+			wg.Add(1)
+			go func(i int, gi int, nd *node) {
+				defer wg.Done()
+				pctx, cancel := context.WithTimeout(ctx, c.s.DialTimeout+c.s.NodeTimeout)
+				defer cancel()
+				start := time.Now()
+				err := nd.pool.rc.Ping(pctx).Err()
+				out[i] = PingResult{Addr: nd.addr.redacted, Group: gi, Latency: time.Since(start)}
+				if err != nil {
+					out[i].Err = nd.wrap(fmt.Errorf("%s", redactErr(err, nd.addr)))
+				}
+			}(i, g.index, nd)
+			i++
+		}
+	}
+	wg.Wait()
+	return out
+}

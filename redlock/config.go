@@ -1,0 +1,303 @@
+package redlock
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"math"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Config configures a Client. The zero value of every optional field selects
+// its documented default; negative values are rejected by New.
+//
+// The Elixir redlock options map one to one: pool_size → PoolSize,
+// drift_factor → DriftFactor, max_retry → MaxRetry, retry_interval →
+// RetryInterval, reconnection_interval → ReconnectInterval, servers → Servers,
+// cluster → Cluster.
+type Config struct {
+	// Servers is one quorum group of independent masters: "host:port",
+	// "redis://[user:pass@]host:port[/db]" or "rediss://…" (TLS). Use an odd
+	// count (1, 3, 5, 7). Exactly one of Servers and Cluster is set.
+	Servers []string
+
+	// Cluster is several quorum groups; every resource is routed by
+	// consistent hashing to exactly one group. Each group has an odd number
+	// of masters and no master appears twice in the whole fleet.
+	Cluster [][]string
+
+	// PoolSize is the number of connections per master. Each connection has
+	// a writer that sends the commands piled up for its master as one
+	// pipeline. Default: 2.
+	PoolSize int
+
+	// DriftFactor is the share of the TTL reserved for clock drift between
+	// masters: validity = ttl − elapsed − (ttl × DriftFactor + 2 ms).
+	// Default: 0.01. Must be below 1.
+	DriftFactor float64
+
+	// MaxRetry is the number of extra attempts Lock makes after the first
+	// (TryLock makes exactly one). Default: 3. Ignored when RetryStrategy is set.
+	MaxRetry int
+
+	// RetryInterval is the base delay between attempts of Lock; each delay is
+	// drawn uniformly from [RetryInterval/2, 3×RetryInterval/2) so competing
+	// clients desynchronize. Default: 200 ms. Ignored when RetryStrategy is set.
+	RetryInterval time.Duration
+
+	// RetryStrategy, when set, decides the delays between attempts of Lock
+	// instead of MaxRetry and RetryInterval. See LinearBackoff and
+	// ExponentialBackoff. Default: nil.
+	RetryStrategy RetryStrategy
+
+	// ReconnectInterval is how often a master that is down is retried in the
+	// background. While down, a master votes "no" at once. Default: 500 ms.
+	ReconnectInterval time.Duration
+
+	// NodeTimeout bounds each command to one master (dial excluded): a master
+	// that has not answered by then counts as a "no" vote. Keep it far below
+	// the TTL: the Redlock paper suggests 5–50 ms for a 10 s TTL.
+	// Default: 100 ms.
+	NodeTimeout time.Duration
+
+	// DialTimeout bounds establishing one connection, including TLS and
+	// AUTH. Default: 1 s.
+	DialTimeout time.Duration
+
+	// HealthCheckPeriod is how often idle connections are checked with PING
+	// in the background (connections that fail are closed and their master is
+	// marked down). Default: 15 s.
+	HealthCheckPeriod time.Duration
+
+	// ReleaseTimeout bounds the background cleanup of a failed attempt (the
+	// release sent to every master of the group). Default: 1 s.
+	ReleaseTimeout time.Duration
+
+	// KeyPrefix is prepended to every resource to form its Redis key.
+	// Default: "" (the key is the resource itself).
+	KeyPrefix string
+
+	// MaxResourceLen is the longest resource, in bytes, that is accepted.
+	// Default: 4096.
+	MaxResourceLen int
+
+	// Username and Password authenticate to every master (Redis 6 ACL user;
+	// Password alone for requirepass). Credentials in a redis:// URL take
+	// precedence for that master. The password never appears in an error,
+	// a log line or a %v of the Config.
+	Username string
+	Password string
+
+	// TLSConfig enables TLS to every master; rediss:// addresses enable TLS
+	// for that master with this config (or a default one). Default: nil.
+	TLSConfig *tls.Config
+
+	// Logger receives state changes of masters (down, up) at Warn and Info
+	// level. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults of Config, exported so tools can show them.
+const (
+	DefaultPoolSize          = 2
+	DefaultDriftFactor       = 0.01
+	DefaultMaxRetry          = 3
+	DefaultRetryInterval     = 200 * time.Millisecond
+	DefaultReconnectInterval = 500 * time.Millisecond
+	DefaultNodeTimeout       = 100 * time.Millisecond
+	DefaultDialTimeout       = time.Second
+	DefaultHealthCheckPeriod = 15 * time.Second
+	DefaultReleaseTimeout    = time.Second
+	DefaultMaxResourceLen    = 4096
+
+	// clockDriftFloor is the constant part of the drift allowance.
+	clockDriftFloor = 2 * time.Millisecond
+)
+
+// String prints the config without secrets.
+func (c Config) String() string {
+	var b strings.Builder
+	b.WriteString("redlock.Config{")
+	if len(c.Servers) > 0 {
+		fmt.Fprintf(&b, "Servers:%v ", redactAll(c.Servers))
+	}
+	if len(c.Cluster) > 0 {
+		groups := make([][]string, len(c.Cluster))
+		for i, g := range c.Cluster {
+			groups[i] = redactAll(g)
+		}
+		fmt.Fprintf(&b, "Cluster:%v ", groups)
+	}
+	fmt.Fprintf(&b, "PoolSize:%d DriftFactor:%g MaxRetry:%d RetryInterval:%v ReconnectInterval:%v NodeTimeout:%v DialTimeout:%v KeyPrefix:%q",
+		c.PoolSize, c.DriftFactor, c.MaxRetry, c.RetryInterval, c.ReconnectInterval, c.NodeTimeout, c.DialTimeout, c.KeyPrefix)
+	if c.Username != "" {
+		fmt.Fprintf(&b, " Username:%q", c.Username)
+	}
+	if c.Password != "" {
+		b.WriteString(" Password:xxxxx")
+	}
+	if c.TLSConfig != nil {
+		b.WriteString(" TLS:on")
+	}
+	b.WriteString("}")
+	return b.String()
+}
+
+// GoString keeps %#v from printing the password.
+func (c Config) GoString() string { return c.String() }
+
+// Format keeps every verb (%v, %+v, %#v, %s) from printing the password.
+func (c Config) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(c.String())) }
+
+func redactAll(addrs []string) []string {
+	out := make([]string, len(addrs))
+	for i, a := range addrs {
+		out[i] = redactAddress(a)
+	}
+	return out
+}
+
+// ConfigError is returned by New for a bad Config. It names the field and
+// the offending value (passwords redacted).
+type ConfigError struct {
+	Field  string // e.g. "Cluster[1][2]" or "DriftFactor"
+	Value  string // the offending value, redacted
+	Reason string
+}
+
+func (e *ConfigError) Error() string {
+	if e.Value == "" {
+		return "redlock: invalid Config." + e.Field + ": " + e.Reason
+	}
+	return fmt.Sprintf("redlock: invalid Config.%s %s: %s", e.Field, e.Value, e.Reason)
+}
+
+// settings is a validated Config with defaults applied.
+type settings struct {
+	Config
+	groups [][]address
+}
+
+func (c Config) validate() (*settings, error) {
+	s := &settings{Config: c}
+	neg := func(field string, v int64) error {
+		if v < 0 {
+			return &ConfigError{Field: field, Value: fmt.Sprint(v), Reason: "must not be negative"}
+		}
+		return nil
+	}
+	for _, chk := range []struct {
+		f string
+		v int64
+	}{
+		{"PoolSize", int64(c.PoolSize)},
+		{"MaxRetry", int64(c.MaxRetry)},
+		{"RetryInterval", int64(c.RetryInterval)},
+		{"ReconnectInterval", int64(c.ReconnectInterval)},
+		{"NodeTimeout", int64(c.NodeTimeout)},
+		{"DialTimeout", int64(c.DialTimeout)},
+		{"HealthCheckPeriod", int64(c.HealthCheckPeriod)},
+		{"ReleaseTimeout", int64(c.ReleaseTimeout)},
+		{"MaxResourceLen", int64(c.MaxResourceLen)},
+	} {
+		if err := neg(chk.f, chk.v); err != nil {
+			return nil, err
+		}
+	}
+	if math.IsNaN(c.DriftFactor) || c.DriftFactor < 0 || c.DriftFactor >= 1 {
+		return nil, &ConfigError{Field: "DriftFactor", Value: fmt.Sprint(c.DriftFactor), Reason: "must be in [0, 1)"}
+	}
+	if c.PoolSize > 1024 {
+		return nil, &ConfigError{Field: "PoolSize", Value: fmt.Sprint(c.PoolSize), Reason: "more than 1024 connections per master"}
+	}
+	setDefault(&s.PoolSize, DefaultPoolSize)
+	if s.DriftFactor == 0 {
+		s.DriftFactor = DefaultDriftFactor
+	}
+	setDefault(&s.MaxRetry, DefaultMaxRetry)
+	setDefault(&s.RetryInterval, DefaultRetryInterval)
+	setDefault(&s.ReconnectInterval, DefaultReconnectInterval)
+	setDefault(&s.NodeTimeout, DefaultNodeTimeout)
+	setDefault(&s.DialTimeout, DefaultDialTimeout)
+	setDefault(&s.HealthCheckPeriod, DefaultHealthCheckPeriod)
+	setDefault(&s.ReleaseTimeout, DefaultReleaseTimeout)
+	setDefault(&s.MaxResourceLen, DefaultMaxResourceLen)
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+	if s.RetryStrategy == nil {
+		s.RetryStrategy = LinearBackoff(s.MaxRetry, s.RetryInterval)
+	}
+
+	var raw [][]string
+	var field func(g, i int) string
+	switch {
+	case len(c.Servers) == 0 && len(c.Cluster) == 0:
+		return nil, &ConfigError{Field: "Servers", Reason: "no masters: set Servers (one group) or Cluster (several groups)"}
+	case len(c.Servers) > 0 && len(c.Cluster) > 0:
+		return nil, &ConfigError{Field: "Cluster", Reason: "set either Servers or Cluster, not both"}
+	case len(c.Servers) > 0:
+		raw = [][]string{c.Servers}
+		field = func(_, i int) string { return fmt.Sprintf("Servers[%d]", i) }
+	default:
+		raw = c.Cluster
+		field = func(g, i int) string {
+			if i < 0 {
+				return fmt.Sprintf("Cluster[%d]", g)
+			}
+			return fmt.Sprintf("Cluster[%d][%d]", g, i)
+		}
+	}
+	seen := make(map[string]string) // identity → field
+	for g, grp := range raw {
+		if len(grp) == 0 {
+			return nil, &ConfigError{Field: field(g, -1), Reason: "empty group"}
+		}
+		if len(grp)%2 == 0 {
+			return nil, &ConfigError{Field: field(g, -1), Value: fmt.Sprintf("(%d masters)", len(grp)),
+				Reason: fmt.Sprintf("a group needs an odd number of masters: %d masters tolerate no more failures than %d (quorum %d)", len(grp), len(grp)-1, len(grp)/2+1)}
+		}
+		addrs := make([]address, len(grp))
+		for i, r := range grp {
+			a, err := parseAddress(r)
+			if err != nil {
+				return nil, &ConfigError{Field: field(g, i), Value: fmt.Sprintf("%q", redactAddress(truncate(r, 200))), Reason: err.Error()}
+			}
+			if a.username == "" && a.password == "" {
+				a.username, a.password = c.Username, c.Password
+			}
+			if prev, dup := seen[a.identity()]; dup {
+				return nil, &ConfigError{Field: field(g, i), Value: fmt.Sprintf("%q", a.redacted), Reason: "duplicate master: same as " + prev}
+			}
+			seen[a.identity()] = field(g, i)
+			addrs[i] = a
+		}
+		s.groups = append(s.groups, addrs)
+	}
+	return s, nil
+}
+
+// groupIdentity is the sorted, comma-joined identities of a group's masters.
+func groupIdentity(addrs []address) string {
+	ids := make([]string, len(addrs))
+	for i, a := range addrs {
+		ids[i] = a.identity()
+	}
+	sort.Strings(ids)
+	return strings.Join(ids, ",")
+}
+
+func setDefault[T int | time.Duration](p *T, d T) {
+	if *p == 0 {
+		*p = d
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

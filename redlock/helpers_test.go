@@ -1,0 +1,81 @@
+package redlock
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/quorumlock/quorumlock/internal/redisproc"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// fleet starts groups × masters redis-server processes.
+func fleet(t *testing.T, groups, masters int) [][]*redisproc.Server {
+	t.Helper()
+	all := redisproc.StartT(t, groups*masters, redisproc.Options{})
+	out := make([][]*redisproc.Server, groups)
+	for g := range out {
+		out[g] = all[g*masters : (g+1)*masters]
+	}
+	return out
+}
+
+func clusterConfig(f [][]*redisproc.Server) Config {
+	if len(f) == 1 {
+		return Config{Servers: redisproc.Addrs(f[0])}
+	}
+	cl := make([][]string, len(f))
+	for i, g := range f {
+		cl[i] = redisproc.Addrs(g)
+	}
+	return Config{Cluster: cl}
+}
+
+var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// newClient creates a client closed at the end of the test.
+func newClient(t *testing.T, cfg Config) *Client {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = quietLogger
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// keyOn reads key on one master directly ("" when absent).
+func keyOn(t *testing.T, s *redisproc.Server, key string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	v, err := s.Do(ctx, "GET", key)
+	if err != nil {
+		t.Fatalf("GET %s on %s: %v", key, s.Addr(), err)
+	}
+	if v == "$-1" {
+		return ""
+	}
+	return v[1:]
+}
+
+// eventually polls cond for up to d.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

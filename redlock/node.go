@@ -1,0 +1,483 @@
+package redlock
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Lua scripts: only the holder of the token may delete or extend a key, and
+// an extension never re-creates a key that has expired.
+const (
+	releaseScriptSrc = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end`
+	extendScriptSrc  = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("pexpire", KEYS[1], ARGV[2]) else return 0 end`
+)
+
+var (
+	releaseScript = redis.NewScript(releaseScriptSrc)
+	extendScript  = redis.NewScript(extendScriptSrc)
+)
+
+type opKind uint8
+
+const (
+	opAcquire opKind = iota // SET key token NX PX ttl
+	opRelease               // compare-and-delete
+	opExtend                // compare-and-pexpire
+	opExists                // EXISTS key
+)
+
+func (o opKind) String() string {
+	return [...]string{"lock", "release", "extend", "islocked"}[o]
+}
+
+const (
+	// writerQueueLen bounds the commands waiting for one connection's writer.
+	writerQueueLen = 1024
+	// maxBatch bounds one pipeline.
+	maxBatch = 256
+	// maxPendingCleanups bounds the releases kept for masters that were down
+	// when an attempt failed; they are sent when the master comes back.
+	maxPendingCleanups = 4096
+)
+
+var (
+	errQueueFull = errors.New("command queue full")
+	errTimeout   = errors.New("no answer within NodeTimeout")
+)
+
+// call is one command for one master, part of one operation's fan-out.
+type call struct {
+	op       opKind
+	idx      int // the master's index in its group
+	key      string
+	token    string
+	ttlMs    int64
+	deadline time.Time
+	cleanup  bool         // the release of a failed attempt: kept for later if the master is down
+	out      chan<- reply // buffered for the whole fan-out: never blocks
+}
+
+// reply is one master's answer.
+type reply struct {
+	idx int
+	ok  bool
+	err error
+}
+
+func (c *call) answer(ok bool, err error) { c.out <- reply{idx: c.idx, ok: ok, err: err} }
+
+// node is one master: its connection pool, its writers, and its health.
+//
+// Each connection of the pool has a writer goroutine with its own queue.
+// Callers enqueue commands; the writer takes everything that piled up and
+// sends it as one pipeline, so throughput grows with concurrency while a
+// single caller pays only a channel hand-off. Commands for one key always go
+// to the same writer, so a failed attempt's cleanup is ordered after its SET.
+type node struct {
+	c       *Client
+	addr    address
+	pool    *connPool
+	writers []chan *call
+
+	down         atomic.Bool
+	reconnecting atomic.Bool
+	downSince    atomic.Int64 // unix nanos
+	lastErr      atomic.Pointer[string]
+
+	commands  atomic.Int64
+	pipelines atomic.Int64
+	failures  atomic.Int64
+	downs     atomic.Int64
+
+	pendingMu sync.Mutex
+	pending   []cleanup
+}
+
+type cleanup struct {
+	key, token string
+	expires    time.Time
+}
+
+func newNode(c *Client, a address) (*node, error) {
+	pool, err := newConnPool(a, c.s)
+	if err != nil {
+		return nil, err
+	}
+	n := &node{c: c, addr: a, pool: pool, writers: make([]chan *call, c.s.PoolSize)}
+	for i := range n.writers {
+		q := make(chan *call, writerQueueLen)
+		n.writers[i] = q
+		c.wg.Add(1)
+		go n.writeLoop(q)
+	}
+	return n, nil
+}
+
+// submit hands a call to the writer chosen by the key's hash. It never blocks.
+func (n *node) submit(cl *call, hash uint64) {
+	if n.c.closed.Load() {
+		cl.answer(false, ErrClosed)
+		return
+	}
+	if n.down.Load() {
+		n.keepCleanup(cl)
+		cl.answer(false, errNodeDown)
+		return
+	}
+	q := n.writers[0]
+	if len(n.writers) > 1 {
+		q = n.writers[(hash>>32)%uint64(len(n.writers))]
+	}
+	select {
+	case q <- cl:
+	default:
+		cl.answer(false, errQueueFull)
+	}
+}
+
+func (n *node) writeLoop(q chan *call) {
+	defer n.c.wg.Done()
+	batch := make([]*call, 0, 16)
+	for {
+		select {
+		case cl := <-q:
+			batch = append(batch[:0], cl)
+		case <-n.c.closing:
+			for {
+				select {
+				case cl := <-q:
+					cl.answer(false, ErrClosed)
+				default:
+					return
+				}
+			}
+		}
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case cl := <-q:
+				batch = append(batch, cl)
+			default:
+				break drain
+			}
+		}
+		n.exec(batch)
+		clear(batch) // drop references to answered calls
+	}
+}
+
+// exec sends a batch as one pipeline and answers every call in it.
+func (n *node) exec(batch []*call) {
+	if n.down.Load() {
+		for _, cl := range batch {
+			n.keepCleanup(cl)
+			cl.answer(false, errNodeDown)
+		}
+		return
+	}
+	now := time.Now()
+	live := batch[:0]
+	for _, cl := range batch {
+		if now.After(cl.deadline) {
+			cl.answer(false, errTimeout) // nobody waits for it: don't send it
+			continue
+		}
+		live = append(live, cl)
+	}
+	if len(live) == 0 {
+		return
+	}
+	dctx, dcancel := context.WithTimeout(context.Background(), n.c.s.DialTimeout)
+	res, err := n.pool.acquire(dctx)
+	dcancel()
+	if err != nil {
+		n.fail(err)
+		for _, cl := range live {
+			n.keepCleanup(cl)
+			cl.answer(false, n.wrap(err))
+		}
+		return
+	}
+	conn := res.Value()
+	ctx, cancel := context.WithTimeout(context.Background(), n.c.s.NodeTimeout)
+	defer cancel()
+	cmds := make([]*redis.Cmd, len(live))
+	pipe := conn.Pipeline()
+	for i, cl := range live {
+		cmds[i] = newCmd(ctx, cl, false)
+		_ = pipe.Process(ctx, cmds[i])
+	}
+	_, _ = pipe.Exec(ctx)
+	n.commands.Add(int64(len(live)))
+	n.pipelines.Add(1)
+
+	// Scripts unknown to the server (flushed, or a server that restarted
+	// between our health checks): send EVAL for those, on this connection.
+	var retry []int
+	for i, cmd := range cmds {
+		if isNoScript(cmd.Err()) {
+			retry = append(retry, i)
+		}
+	}
+	if len(retry) > 0 {
+		pipe := conn.Pipeline()
+		for _, i := range retry {
+			cmds[i] = newCmd(ctx, live[i], true)
+			_ = pipe.Process(ctx, cmds[i])
+		}
+		_, _ = pipe.Exec(ctx)
+	}
+
+	var transportErr error
+	for i, cl := range live {
+		ok, err := decode(cl.op, cmds[i])
+		if err != nil && !isServerError(err) && transportErr == nil {
+			transportErr = err
+		}
+		if err != nil {
+			n.failures.Add(1)
+			if !isServerError(err) {
+				n.keepCleanup(cl)
+			}
+			err = n.wrap(err)
+		}
+		cl.answer(ok, err)
+	}
+	if transportErr != nil {
+		res.Destroy()
+		n.fail(transportErr)
+		return
+	}
+	res.Release()
+}
+
+func newCmd(ctx context.Context, cl *call, eval bool) *redis.Cmd {
+	switch cl.op {
+	case opAcquire:
+		return redis.NewCmd(ctx, "set", cl.key, cl.token, "nx", "px", cl.ttlMs)
+	case opRelease:
+		if eval {
+			return redis.NewCmd(ctx, "eval", releaseScriptSrc, 1, cl.key, cl.token)
+		}
+		return redis.NewCmd(ctx, "evalsha", releaseScript.Hash(), 1, cl.key, cl.token)
+	case opExtend:
+		if eval {
+			return redis.NewCmd(ctx, "eval", extendScriptSrc, 1, cl.key, cl.token, cl.ttlMs)
+		}
+		return redis.NewCmd(ctx, "evalsha", extendScript.Hash(), 1, cl.key, cl.token, cl.ttlMs)
+	default:
+		return redis.NewCmd(ctx, "exists", cl.key)
+	}
+}
+
+// decode turns a reply into a vote: yes, no, or an error.
+func decode(op opKind, cmd *redis.Cmd) (bool, error) {
+	err := cmd.Err()
+	if op == opAcquire {
+		if err == redis.Nil {
+			return false, nil // the key exists: busy
+		}
+		if err != nil {
+			return false, err
+		}
+		s, _ := cmd.Val().(string)
+		return s == "OK", nil
+	}
+	if err != nil {
+		return false, err
+	}
+	v, err := cmd.Int64()
+	if err != nil {
+		return false, err
+	}
+	return v == 1, nil
+}
+
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+}
+
+// isServerError reports an error reply of the server (WRONGTYPE, NOPERM, …):
+// the master is up and answered, so it is not marked down.
+func isServerError(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && err != redis.Nil
+}
+
+func (n *node) wrap(err error) error { return &NodeError{Addr: n.addr.redacted, Err: err} }
+
+// fail marks the master down after a transport error: it votes "no" at once
+// until the background reconnect loop has reached it again.
+func (n *node) fail(err error) {
+	msg := redactErr(err, n.addr)
+	n.lastErr.Store(&msg)
+	if n.c.closed.Load() || !n.down.CompareAndSwap(false, true) {
+		return
+	}
+	n.downs.Add(1)
+	n.downSince.Store(time.Now().UnixNano())
+	n.pool.reset()
+	n.c.s.Logger.Warn("redlock: master down", "master", n.addr.redacted, "err", msg)
+	n.startReconnect()
+}
+
+func (n *node) startReconnect() {
+	if !n.reconnecting.CompareAndSwap(false, true) {
+		return
+	}
+	n.c.wg.Add(1)
+	go n.reconnectLoop()
+}
+
+// reconnectLoop retries a down master every ReconnectInterval until it
+// answers, re-loads the scripts, sends the cleanups it missed, and marks it up.
+func (n *node) reconnectLoop() {
+	defer n.c.wg.Done()
+	defer n.reconnecting.Store(false)
+	t := time.NewTicker(n.c.s.ReconnectInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.c.closing:
+			return
+		case <-t.C:
+		}
+		if err := n.connect(); err != nil {
+			msg := redactErr(err, n.addr)
+			n.lastErr.Store(&msg)
+			continue
+		}
+		n.down.Store(false)
+		n.c.s.Logger.Info("redlock: master up", "master", n.addr.redacted,
+			"down_for", time.Since(time.Unix(0, n.downSince.Load())).Round(time.Millisecond))
+		return
+	}
+}
+
+// connect opens a connection (dial, AUTH, PING), loads the scripts and sends
+// the cleanups kept while the master was down.
+func (n *node) connect() error {
+	ctx, cancel := context.WithTimeout(context.Background(), n.c.s.DialTimeout+n.c.s.NodeTimeout)
+	defer cancel()
+	res, err := n.pool.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	conn := res.Value()
+	pipe := conn.Pipeline()
+	pipe.ScriptLoad(ctx, releaseScriptSrc)
+	pipe.ScriptLoad(ctx, extendScriptSrc)
+	n.pendingMu.Lock()
+	pending := n.pending
+	n.pending = nil
+	n.pendingMu.Unlock()
+	now := time.Now()
+	for _, p := range pending {
+		if now.Before(p.expires) {
+			pipe.EvalSha(ctx, releaseScript.Hash(), []string{p.key}, p.token)
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !isServerError(err) {
+		res.Destroy()
+		n.keepCleanups(pending)
+		return err
+	}
+	res.Release()
+	return nil
+}
+
+// keepCleanup remembers the release of a failed attempt that could not be
+// delivered, so that it is sent when the master comes back.
+func (n *node) keepCleanup(cl *call) {
+	if !cl.cleanup {
+		return
+	}
+	n.keepCleanups([]cleanup{{key: cl.key, token: cl.token, expires: time.Now().Add(time.Duration(cl.ttlMs) * time.Millisecond)}})
+}
+
+// keepCleanups remembers releases that could not be sent to a down master.
+func (n *node) keepCleanups(cs []cleanup) {
+	n.pendingMu.Lock()
+	defer n.pendingMu.Unlock()
+	for _, c := range cs {
+		if len(n.pending) >= maxPendingCleanups {
+			return
+		}
+		n.pending = append(n.pending, c)
+	}
+}
+
+// healthCheck pings idle connections; a failure marks the master down.
+func (n *node) healthCheck() {
+	if n.down.Load() {
+		return
+	}
+	if err := n.pool.checkIdle(n.c.s.NodeTimeout, n.c.s.HealthCheckPeriod/2); err != nil {
+		n.fail(err)
+	}
+}
+
+// NodeStat is a snapshot of one master, for operators.
+type NodeStat struct {
+	Addr      string    // as written in Config, password redacted
+	Group     int       // index of its quorum group
+	Up        bool      // false while the master is marked down
+	DownSince time.Time // when it was last marked down (zero if never)
+	LastError string    // the last transport error, if any
+	Commands  int64     // commands sent
+	Pipelines int64     // pipelines sent (Commands/Pipelines is the batching factor)
+	Failures  int64     // commands that got an error
+	Downs     int64     // times the master was marked down
+	Pool      PoolStat
+}
+
+func (n *node) stat(group int) NodeStat {
+	st := NodeStat{
+		Addr:      n.addr.redacted,
+		Group:     group,
+		Up:        !n.down.Load(),
+		Commands:  n.commands.Load(),
+		Pipelines: n.pipelines.Load(),
+		Failures:  n.failures.Load(),
+		Downs:     n.downs.Load(),
+		Pool:      n.pool.stat(),
+	}
+	if ds := n.downSince.Load(); ds != 0 {
+		st.DownSince = time.Unix(0, ds)
+	}
+	if e := n.lastErr.Load(); e != nil {
+		st.LastError = *e
+	}
+	return st
+}
+
+// redactErr renders err without the master's password (some dial errors
+// echo the address they were given).
+func redactErr(err error, a address) string {
+	s := err.Error()
+	if a.password != "" {
+		s = strings.ReplaceAll(s, a.password, "xxxxx")
+	}
+	return s
+}
+
+func tlsConfigFor(a address, s *settings) *tls.Config {
+	var cfg *tls.Config
+	if s.TLSConfig != nil {
+		cfg = s.TLSConfig.Clone()
+	} else {
+		cfg = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if cfg.ServerName == "" && net.ParseIP(a.host) == nil {
+		cfg.ServerName = a.host
+	}
+	return cfg
+}
