@@ -313,7 +313,7 @@ type PingResult struct {
 }
 
 // Ping sends PING to every master in parallel (up or down, bypassing the
-// down state) and reports each one's round trip.
+// down state) and reports each one's round trip (dialing excluded).
 func (c *Client) Ping(ctx context.Context) []PingResult {
 	out := make([]PingResult, len(c.nodes))
 	var wg sync.WaitGroup
@@ -325,9 +325,8 @@ func (c *Client) Ping(ctx context.Context) []PingResult {
 				defer wg.Done()
 				pctx, cancel := context.WithTimeout(ctx, c.s.DialTimeout+c.s.NodeTimeout)
 				defer cancel()
-				start := time.Now()
-				err := nd.pool.rc.Ping(pctx).Err()
-				out[i] = PingResult{Addr: nd.addr.redacted, Group: gi, Latency: time.Since(start)}
+				rtt, err := nd.pool.ping(pctx)
+				out[i] = PingResult{Addr: nd.addr.redacted, Group: gi, Latency: rtt}
 				if err != nil {
 					out[i].Err = nd.wrap(fmt.Errorf("%s", redactErr(err, nd.addr)))
 				}

@@ -2,7 +2,10 @@ package redlock
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/jackc/puddle/v2"
@@ -17,10 +20,21 @@ const connBufferSize = 8 << 10
 // connPool is one master's connection pool: jackc/puddle/v2 over dedicated
 // go-redis connections. go-redis's own retries are off (a retried SET NX
 // lies), and every connection answered PING before it is handed out.
+//
+// Dialing is done here, not by go-redis: its pool counts dial failures and,
+// past PoolSize of them, refuses to dial and starts a goroutine of its own
+// that redials every second — which would both delay our reconnects and
+// outlive Close. So the constructor dials (TCP, then TLS) itself and hands
+// the live connection to go-redis's dialer through a channel; go-redis then
+// only runs AUTH/SELECT and the protocol on it.
 type connPool struct {
-	rc   *redis.Client // dials and authenticates; never used for commands directly
-	pool *puddle.Pool[*redis.Conn]
+	rc       *redis.Client // speaks the protocol on connections dialed by the constructor
+	pool     *puddle.Pool[*redis.Conn]
+	handoff  chan net.Conn // dialed connections on their way to go-redis
+	dialWait time.Duration
 }
+
+var errNotPreDialed = errors.New("redlock: go-redis tried to dial on its own")
 
 func newConnPool(a address, s *settings) (*connPool, error) {
 	opts := &redis.Options{
@@ -36,21 +50,54 @@ func newConnPool(a address, s *settings) (*connPool, error) {
 		ReadTimeout:           s.NodeTimeout,
 		WriteTimeout:          s.NodeTimeout,
 		ContextTimeoutEnabled: true,
-		PoolSize:              s.PoolSize + 2, // + the reconnect probe and Client.Ping
+		PoolSize:              s.PoolSize + 1, // as many as the puddle pool holds
 		PoolTimeout:           s.DialTimeout,
 		ReadBufferSize:        connBufferSize,
 		WriteBufferSize:       connBufferSize,
 	}
+	var tlsCfg *tls.Config
 	if a.tls || s.TLSConfig != nil {
-		opts.TLSConfig = tlsConfigFor(a, s)
+		tlsCfg = tlsConfigFor(a, s)
+	}
+	netDialer := &net.Dialer{Timeout: s.DialTimeout, KeepAlive: 30 * time.Second}
+	dial := func(ctx context.Context) (net.Conn, error) {
+		if tlsCfg != nil {
+			return (&tls.Dialer{NetDialer: netDialer, Config: tlsCfg}).DialContext(ctx, "tcp", a.hostPort())
+		}
+		return netDialer.DialContext(ctx, "tcp", a.hostPort())
+	}
+	cp := &connPool{handoff: make(chan net.Conn, s.PoolSize+1), dialWait: s.DialTimeout}
+	opts.Dialer = func(ctx context.Context, _, _ string) (net.Conn, error) {
+		t := time.NewTimer(cp.dialWait)
+		defer t.Stop()
+		select {
+		case nc := <-cp.handoff:
+			return nc, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-t.C:
+			return nil, errNotPreDialed
+		}
 	}
 	rc := redis.NewClient(opts)
-	cp := &connPool{rc: rc}
+	cp.rc = rc
 	pool, err := puddle.NewPool(&puddle.Config[*redis.Conn]{
 		Constructor: func(ctx context.Context) (*redis.Conn, error) {
+			nc, err := dial(ctx)
+			if err != nil {
+				return nil, err
+			}
+			cp.handoff <- nc // never blocks: at most MaxSize constructors run
 			cn := rc.EphemeralConn()
+			// The first command makes go-redis "dial": it takes a connection
+			// from the handoff, authenticates, selects the database, PINGs.
 			if err := cn.Ping(ctx).Err(); err != nil {
 				_ = cn.Close()
+				select { // if go-redis never took it, close it here
+				case nc := <-cp.handoff:
+					_ = nc.Close()
+				default:
+				}
 				return nil, err
 			}
 			return cn, nil
@@ -97,9 +144,35 @@ func (p *connPool) checkIdle(timeout, minIdle time.Duration) error {
 	return firstErr
 }
 
+// ping measures one PING round trip on a pooled connection (dialing one if
+// none is idle).
+func (p *connPool) ping(ctx context.Context) (time.Duration, error) {
+	res, err := p.acquire(ctx)
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	err = res.Value().Ping(ctx).Err()
+	rtt := time.Since(start)
+	if err != nil {
+		res.Destroy()
+		return rtt, err
+	}
+	res.Release()
+	return rtt, nil
+}
+
 func (p *connPool) close() {
 	p.pool.Close()
 	_ = p.rc.Close()
+	for {
+		select {
+		case nc := <-p.handoff:
+			_ = nc.Close()
+		default:
+			return
+		}
+	}
 }
 
 // PoolStat is a snapshot of one master's connection pool.

@@ -3,6 +3,7 @@ package redlock
 import (
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 )
 
@@ -29,13 +30,11 @@ func TestRingBalance(t *testing.T) {
 			}
 			avgP := float64(len(r.owner)) / float64(g)
 			// Resource level: enough resources that sampling noise is small.
-			keys := 20000 * g
-			if keys > 4_000_000 {
-				keys = 4_000_000
-			}
+			keys := min(20000*g, 1_000_000)
 			load := make([]int, g)
+			buf := []byte("resource:")
 			for i := 0; i < keys; i++ {
-				load[r.locate(fmt.Sprintf("resource:%d", i))]++
+				load[r.locate(string(strconv.AppendInt(buf[:9], int64(i), 10)))]++
 			}
 			maxK := 0
 			for _, c := range load {
@@ -43,6 +42,9 @@ func TestRingBalance(t *testing.T) {
 			}
 			avgK := float64(keys) / float64(g)
 			t.Logf("groups=%d partitions=%d max/avg partitions=%.3f max/avg resources=%.3f", g, len(r.owner), float64(maxP)/avgP, float64(maxK)/avgK)
+			if float64(maxP) > 1.3*avgP {
+				t.Fatalf("max group partitions %d > 1.3 × average %.1f", maxP, avgP)
+			}
 			if float64(maxK) > 1.3*avgK {
 				t.Fatalf("max group load %d > 1.3 × average %.1f", maxK, avgK)
 			}
