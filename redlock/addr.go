@@ -106,6 +106,9 @@ func parseAddress(raw string) (address, error) {
 				return a, fmt.Errorf("bad host:port: %v", trimAddrErr(err))
 			}
 		}
+		if strings.HasSuffix(rest, ":") {
+			return a, errors.New(`bad port "" (want 1-65535)`)
+		}
 		host, port = h, p
 	} else if strings.Count(rest, ":") > 1 {
 		return a, errors.New("IPv6 addresses must be bracketed: [::1]:6379")

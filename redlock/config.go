@@ -240,7 +240,12 @@ func (c Config) validate() (*settings, error) {
 		return nil, &ConfigError{Field: "Cluster", Reason: "set either Servers or Cluster, not both"}
 	case len(c.Servers) > 0:
 		raw = [][]string{c.Servers}
-		field = func(_, i int) string { return fmt.Sprintf("Servers[%d]", i) }
+		field = func(_, i int) string {
+			if i < 0 {
+				return "Servers"
+			}
+			return fmt.Sprintf("Servers[%d]", i)
+		}
 	default:
 		raw = c.Cluster
 		field = func(g, i int) string {
