@@ -722,3 +722,29 @@ func TestBatching(t *testing.T) {
 		t.Fatalf("no batching under 64 concurrent callers: %d commands in %d pipelines", st.Commands, st.Pipelines)
 	}
 }
+
+func TestScriptFlushFallsBackToEval(t *testing.T) {
+	f := fleet(t, 1, 3)
+	c := newClient(t, clusterConfig(f))
+	ctx := context.Background()
+	l, err := c.Lock(ctx, "nos", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range f[0] {
+		if _, err := s.Do(ctx, "SCRIPT", "FLUSH"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Extend(ctx, 5*time.Second); err != nil {
+		t.Fatalf("Extend after SCRIPT FLUSH: %v", err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatalf("Release after SCRIPT FLUSH: %v", err)
+	}
+	for _, s := range f[0] {
+		if keyOn(t, s, "nos") != "" {
+			t.Fatalf("key left on %s", s.Addr())
+		}
+	}
+}
