@@ -60,6 +60,7 @@ type call struct {
 	key      string
 	token    string
 	ttlMs    int64
+	args     *cmdArgs // the same for every master of the fan-out: boxed once
 	deadline time.Time
 	cleanup  bool         // the release of a failed attempt: kept for later if the master is down
 	out      chan<- reply // buffered for the whole fan-out: never blocks
@@ -67,12 +68,23 @@ type call struct {
 
 // reply is one master's answer.
 type reply struct {
-	idx int
-	ok  bool
-	err error
+	idx  int
+	ok   bool
+	done bool // answered (false: not yet, or not awaited)
+	err  error
 }
 
-func (c *call) answer(ok bool, err error) { c.out <- reply{idx: c.idx, ok: ok, err: err} }
+func (c *call) answer(ok bool, err error) { c.out <- reply{idx: c.idx, ok: ok, err: err, done: true} }
+
+// cmdArgs are a fan-out's command arguments, converted to interface values
+// once per operation rather than once per master.
+type cmdArgs struct {
+	key, token, ttl any
+}
+
+func newCmdArgs(key, token string, ttlMs int64) *cmdArgs {
+	return &cmdArgs{key: key, token: token, ttl: ttlMs}
+}
 
 // node is one master: its connection pool, its writers, and its health.
 //
@@ -146,6 +158,7 @@ func (n *node) submit(cl *call, hash uint64) {
 func (n *node) writeLoop(q chan *call) {
 	defer n.c.wg.Done()
 	batch := make([]*call, 0, 16)
+	var cmds []*redis.Cmd // reused across batches
 	for {
 		select {
 		case cl := <-q:
@@ -169,19 +182,21 @@ func (n *node) writeLoop(q chan *call) {
 				break drain
 			}
 		}
-		n.exec(batch)
+		cmds = n.exec(batch, cmds[:0])
 		clear(batch) // drop references to answered calls
+		clear(cmds)
 	}
 }
 
-// exec sends a batch as one pipeline and answers every call in it.
-func (n *node) exec(batch []*call) {
+// exec sends a batch as one pipeline and answers every call in it. cmds is
+// scratch space, returned for reuse.
+func (n *node) exec(batch []*call, cmds []*redis.Cmd) []*redis.Cmd {
 	if n.down.Load() {
 		for _, cl := range batch {
 			n.keepCleanup(cl)
 			cl.answer(false, errNodeDown)
 		}
-		return
+		return cmds
 	}
 	now := time.Now()
 	live := batch[:0]
@@ -193,58 +208,50 @@ func (n *node) exec(batch []*call) {
 		live = append(live, cl)
 	}
 	if len(live) == 0 {
-		return
+		return cmds
 	}
-	dctx, dcancel := context.WithTimeout(context.Background(), n.c.s.DialTimeout)
-	res, err := n.pool.acquire(dctx)
-	dcancel()
+	// Dialing (when no connection is idle) is bounded by DialTimeout in the
+	// pool's dialer; commands by go-redis's Read/WriteTimeout = NodeTimeout.
+	res, err := n.pool.acquire(context.Background())
 	if err != nil {
 		n.fail(err)
 		for _, cl := range live {
 			n.keepCleanup(cl)
 			cl.answer(false, n.wrap(err))
 		}
-		return
+		return cmds
 	}
-	conn := res.Value()
-	ctx, cancel := context.WithTimeout(context.Background(), n.c.s.NodeTimeout)
-	defer cancel()
-	cmds := make([]*redis.Cmd, len(live))
-	pipe := conn.Pipeline()
-	for i, cl := range live {
-		cmds[i] = newCmd(ctx, cl, false)
-		_ = pipe.Process(ctx, cmds[i])
+	pc := res.Value()
+	ctx := context.Background()
+	for _, cl := range live {
+		cmds = append(cmds, newCmd(ctx, cl, false))
 	}
-	_, _ = pipe.Exec(ctx)
+	pc.send(ctx, cmds)
 	n.commands.Add(int64(len(live)))
 	n.pipelines.Add(1)
 
 	// Scripts unknown to the server (flushed, or a server that restarted
 	// between our health checks): send EVAL for those, on this connection.
-	var retry []int
+	var retry []*redis.Cmd
 	for i, cmd := range cmds {
 		if isNoScript(cmd.Err()) {
-			retry = append(retry, i)
+			cmds[i] = newCmd(ctx, live[i], true)
+			retry = append(retry, cmds[i])
 		}
 	}
 	if len(retry) > 0 {
-		pipe := conn.Pipeline()
-		for _, i := range retry {
-			cmds[i] = newCmd(ctx, live[i], true)
-			_ = pipe.Process(ctx, cmds[i])
-		}
-		_, _ = pipe.Exec(ctx)
+		pc.send(ctx, retry)
 	}
 
 	var transportErr error
 	for i, cl := range live {
 		ok, err := decode(cl.op, cmds[i])
-		if err != nil && !isServerError(err) && transportErr == nil {
-			transportErr = err
-		}
 		if err != nil {
 			n.failures.Add(1)
 			if !isServerError(err) {
+				if transportErr == nil {
+					transportErr = err
+				}
 				n.keepCleanup(cl)
 			}
 			err = n.wrap(err)
@@ -254,27 +261,35 @@ func (n *node) exec(batch []*call) {
 	if transportErr != nil {
 		res.Destroy()
 		n.fail(transportErr)
-		return
+		return cmds
 	}
 	res.Release()
+	return cmds
 }
 
+// Script hashes, boxed once.
+var (
+	releaseSHA any = releaseScript.Hash()
+	extendSHA  any = extendScript.Hash()
+)
+
 func newCmd(ctx context.Context, cl *call, eval bool) *redis.Cmd {
+	a := cl.args
 	switch cl.op {
 	case opAcquire:
-		return redis.NewCmd(ctx, "set", cl.key, cl.token, "nx", "px", cl.ttlMs)
+		return redis.NewCmd(ctx, "set", a.key, a.token, "nx", "px", a.ttl)
 	case opRelease:
 		if eval {
-			return redis.NewCmd(ctx, "eval", releaseScriptSrc, 1, cl.key, cl.token)
+			return redis.NewCmd(ctx, "eval", releaseScriptSrc, 1, a.key, a.token)
 		}
-		return redis.NewCmd(ctx, "evalsha", releaseScript.Hash(), 1, cl.key, cl.token)
+		return redis.NewCmd(ctx, "evalsha", releaseSHA, 1, a.key, a.token)
 	case opExtend:
 		if eval {
-			return redis.NewCmd(ctx, "eval", extendScriptSrc, 1, cl.key, cl.token, cl.ttlMs)
+			return redis.NewCmd(ctx, "eval", extendScriptSrc, 1, a.key, a.token, a.ttl)
 		}
-		return redis.NewCmd(ctx, "evalsha", extendScript.Hash(), 1, cl.key, cl.token, cl.ttlMs)
+		return redis.NewCmd(ctx, "evalsha", extendSHA, 1, a.key, a.token, a.ttl)
 	default:
-		return redis.NewCmd(ctx, "exists", cl.key)
+		return redis.NewCmd(ctx, "exists", a.key)
 	}
 }
 
@@ -371,8 +386,7 @@ func (n *node) connect() error {
 	if err != nil {
 		return err
 	}
-	conn := res.Value()
-	pipe := conn.Pipeline()
+	pipe := res.Value().conn.Pipeline()
 	pipe.ScriptLoad(ctx, releaseScriptSrc)
 	pipe.ScriptLoad(ctx, extendScriptSrc)
 	n.pendingMu.Lock()

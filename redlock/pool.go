@@ -29,7 +29,7 @@ const connBufferSize = 8 << 10
 // only runs AUTH/SELECT and the protocol on it.
 type connPool struct {
 	rc       *redis.Client // speaks the protocol on connections dialed by the constructor
-	pool     *puddle.Pool[*redis.Conn]
+	pool     *puddle.Pool[*pconn]
 	handoff  chan net.Conn // dialed connections on their way to go-redis
 	dialWait time.Duration
 }
@@ -49,7 +49,7 @@ func newConnPool(a address, s *settings) (*connPool, error) {
 		DialerRetries:         1,
 		ReadTimeout:           s.NodeTimeout,
 		WriteTimeout:          s.NodeTimeout,
-		ContextTimeoutEnabled: true,
+		ContextTimeoutEnabled: false,          // Read/WriteTimeout bound every command: no context per batch
 		PoolSize:              s.PoolSize + 1, // as many as the puddle pool holds
 		PoolTimeout:           s.DialTimeout,
 		ReadBufferSize:        connBufferSize,
@@ -81,8 +81,8 @@ func newConnPool(a address, s *settings) (*connPool, error) {
 	}
 	rc := redis.NewClient(opts)
 	cp.rc = rc
-	pool, err := puddle.NewPool(&puddle.Config[*redis.Conn]{
-		Constructor: func(ctx context.Context) (*redis.Conn, error) {
+	pool, err := puddle.NewPool(&puddle.Config[*pconn]{
+		Constructor: func(ctx context.Context) (*pconn, error) {
 			nc, err := dial(ctx)
 			if err != nil {
 				return nil, err
@@ -100,9 +100,9 @@ func newConnPool(a address, s *settings) (*connPool, error) {
 				}
 				return nil, err
 			}
-			return cn, nil
+			return &pconn{conn: cn, pipe: cn.Pipeline()}, nil
 		},
-		Destructor: func(cn *redis.Conn) { _ = cn.Close() },
+		Destructor: func(pc *pconn) { _ = pc.conn.Close() },
 		MaxSize:    int32(s.PoolSize + 1),
 	})
 	if err != nil {
@@ -113,8 +113,27 @@ func newConnPool(a address, s *settings) (*connPool, error) {
 	return cp, nil
 }
 
+// pconn is one pooled connection and its reusable pipeline.
+type pconn struct {
+	conn *redis.Conn
+	pipe redis.Pipeliner
+}
+
+// send writes cmds and reads their replies: a lone command directly, several
+// as one pipeline. Errors are left on each command.
+func (pc *pconn) send(ctx context.Context, cmds []*redis.Cmd) {
+	if len(cmds) == 1 {
+		_ = pc.conn.Process(ctx, cmds[0])
+		return
+	}
+	for _, c := range cmds {
+		_ = pc.pipe.Process(ctx, c)
+	}
+	_, _ = pc.pipe.Exec(ctx)
+}
+
 // acquire returns a connection, dialing one if none is idle.
-func (p *connPool) acquire(ctx context.Context) (*puddle.Resource[*redis.Conn], error) {
+func (p *connPool) acquire(ctx context.Context) (*puddle.Resource[*pconn], error) {
 	return p.pool.Acquire(ctx)
 }
 
@@ -132,7 +151,7 @@ func (p *connPool) checkIdle(timeout, minIdle time.Duration) error {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		err := res.Value().Ping(ctx).Err()
+		err := res.Value().conn.Ping(ctx).Err()
 		cancel()
 		if err != nil {
 			res.Destroy()
@@ -152,7 +171,7 @@ func (p *connPool) ping(ctx context.Context) (time.Duration, error) {
 		return 0, err
 	}
 	start := time.Now()
-	err = res.Value().Ping(ctx).Err()
+	err = res.Value().conn.Ping(ctx).Err()
 	rtt := time.Since(start)
 	if err != nil {
 		res.Destroy()

@@ -2,6 +2,7 @@ package redlock
 
 import (
 	"context"
+	"sync"
 	"time"
 )
 
@@ -17,8 +18,7 @@ type group struct {
 // result is the outcome of one fan-out.
 type result struct {
 	yes, no int
-	replies []reply // one per master; answered[i] tells which are filled
-	seen    []bool
+	replies []reply // one per master, in group order; done marks the answered ones
 }
 
 // fanout sends one command to every master of the group in parallel — each
@@ -37,12 +37,13 @@ func (g *group) fanout(ctx context.Context, op opKind, key, token string, ttlMs 
 	n := len(g.nodes)
 	out := make(chan reply, n)
 	calls := make([]call, n)
+	args := newCmdArgs(key, token, ttlMs)
 	deadline := time.Now().Add(timeout)
 	for i, nd := range g.nodes {
-		calls[i] = call{op: op, idx: i, key: key, token: token, ttlMs: ttlMs, deadline: deadline, out: out}
+		calls[i] = call{op: op, idx: i, key: key, token: token, ttlMs: ttlMs, args: args, deadline: deadline, out: out}
 		nd.submit(&calls[i], hash)
 	}
-	r := result{replies: make([]reply, n), seen: make([]bool, n)}
+	r := result{replies: make([]reply, n)}
 	pending := n
 	var timer *time.Timer
 	var timerC <-chan time.Time
@@ -61,8 +62,8 @@ func (g *group) fanout(ctx context.Context, op opKind, key, token string, ttlMs 
 		case rp = <-out:
 		default:
 			if timer == nil {
-				timer = time.NewTimer(time.Until(deadline))
-				defer timer.Stop()
+				timer = getTimer(time.Until(deadline))
+				defer putTimer(timer)
 				timerC = timer.C
 			}
 			select {
@@ -77,7 +78,6 @@ func (g *group) fanout(ctx context.Context, op opKind, key, token string, ttlMs 
 		}
 		pending--
 		r.replies[rp.idx] = rp
-		r.seen[rp.idx] = true
 		switch {
 		case rp.err != nil:
 		case rp.ok:
@@ -92,8 +92,8 @@ func (g *group) fanout(ctx context.Context, op opKind, key, token string, ttlMs 
 // fillPending marks the masters that have not answered with err.
 func (r *result) fillPending(g *group, err error) {
 	for i := range r.replies {
-		if !r.seen[i] {
-			r.replies[i] = reply{idx: i, err: g.nodes[i].wrap(err)}
+		if !r.replies[i].done {
+			r.replies[i] = reply{idx: i, done: true, err: g.nodes[i].wrap(err)}
 		}
 	}
 }
@@ -106,9 +106,10 @@ func (g *group) cleanup(key, token string, ttlMs int64, hash uint64, timeout tim
 	n := len(g.nodes)
 	out := make(chan reply, n) // nobody reads it: every answer fits, then it is garbage
 	calls := make([]call, n)
+	args := newCmdArgs(key, token, ttlMs)
 	deadline := time.Now().Add(timeout)
 	for i, nd := range g.nodes {
-		calls[i] = call{op: opRelease, idx: i, key: key, token: token, ttlMs: ttlMs, deadline: deadline, cleanup: true, out: out}
+		calls[i] = call{op: opRelease, idx: i, key: key, token: token, ttlMs: ttlMs, args: args, deadline: deadline, cleanup: true, out: out}
 		nd.submit(&calls[i], hash)
 	}
 }
@@ -118,7 +119,24 @@ func (g *group) quorumError(op opKind, resource string, r result) *QuorumError {
 	e := &QuorumError{Op: op.String(), Resource: resource, Quorum: g.quorum, Votes: make([]Vote, len(g.nodes))}
 	for i, nd := range g.nodes {
 		rp := r.replies[i]
-		e.Votes[i] = Vote{Addr: nd.addr.redacted, Answered: r.seen[i] || rp.err != nil, OK: rp.ok && rp.err == nil, Err: rp.err}
+		e.Votes[i] = Vote{Addr: nd.addr.redacted, Answered: rp.done, OK: rp.ok && rp.err == nil, Err: rp.err}
 	}
 	return e
+}
+
+// Timers for fan-out waits are reused: since Go 1.23 a stopped timer's
+// channel holds no stale tick, so Reset after Stop is safe.
+var timerPool sync.Pool
+
+func getTimer(d time.Duration) *time.Timer {
+	if t, ok := timerPool.Get().(*time.Timer); ok {
+		t.Reset(d)
+		return t
+	}
+	return time.NewTimer(d)
+}
+
+func putTimer(t *time.Timer) {
+	t.Stop()
+	timerPool.Put(t)
 }
