@@ -18,7 +18,14 @@ type group struct {
 // result is the outcome of one fan-out.
 type result struct {
 	yes, no int
-	replies []reply // one per master, in group order; done marks the answered ones
+	slots   []slot // one per master, in group order; reply.done marks the answered ones
+}
+
+// slot is one master's part of a fan-out: the command and its answer, in one
+// allocation for the whole fan-out.
+type slot struct {
+	call  call
+	reply reply
 }
 
 // fanout sends one command to every master of the group in parallel — each
@@ -36,14 +43,13 @@ type result struct {
 func (g *group) fanout(ctx context.Context, op opKind, key, token string, ttlMs int64, hash uint64, decisive bool, timeout time.Duration) result {
 	n := len(g.nodes)
 	out := make(chan reply, n)
-	calls := make([]call, n)
+	r := result{slots: make([]slot, n)}
 	args := newCmdArgs(key, token, ttlMs)
 	deadline := time.Now().Add(timeout)
 	for i, nd := range g.nodes {
-		calls[i] = call{op: op, idx: i, key: key, token: token, ttlMs: ttlMs, args: args, deadline: deadline, out: out}
-		nd.submit(&calls[i], hash)
+		r.slots[i].call = call{op: op, idx: i, key: key, token: token, ttlMs: ttlMs, args: args, deadline: deadline, out: out}
+		nd.submit(&r.slots[i].call, hash)
 	}
-	r := result{replies: make([]reply, n)}
 	pending := n
 	var timer *time.Timer
 	var timerC <-chan time.Time
@@ -63,21 +69,22 @@ func (g *group) fanout(ctx context.Context, op opKind, key, token string, ttlMs 
 		default:
 			if timer == nil {
 				timer = getTimer(time.Until(deadline))
-				defer putTimer(timer)
 				timerC = timer.C
 			}
 			select {
 			case rp = <-out:
 			case <-timerC:
+				putTimer(timer)
 				r.fillPending(g, errTimeout)
 				return r
 			case <-ctx.Done():
+				putTimer(timer)
 				r.fillPending(g, ctx.Err())
 				return r
 			}
 		}
 		pending--
-		r.replies[rp.idx] = rp
+		r.slots[rp.idx].reply = rp
 		switch {
 		case rp.err != nil:
 		case rp.ok:
@@ -86,14 +93,17 @@ func (g *group) fanout(ctx context.Context, op opKind, key, token string, ttlMs 
 			r.no++
 		}
 	}
+	if timer != nil {
+		putTimer(timer)
+	}
 	return r
 }
 
 // fillPending marks the masters that have not answered with err.
 func (r *result) fillPending(g *group, err error) {
-	for i := range r.replies {
-		if !r.replies[i].done {
-			r.replies[i] = reply{idx: i, done: true, err: g.nodes[i].wrap(err)}
+	for i := range r.slots {
+		if !r.slots[i].reply.done {
+			r.slots[i].reply = reply{idx: i, done: true, err: g.nodes[i].wrap(err)}
 		}
 	}
 }
@@ -118,7 +128,7 @@ func (g *group) cleanup(key, token string, ttlMs int64, hash uint64, timeout tim
 func (g *group) quorumError(op opKind, resource string, r result) *QuorumError {
 	e := &QuorumError{Op: op.String(), Resource: resource, Quorum: g.quorum, Votes: make([]Vote, len(g.nodes))}
 	for i, nd := range g.nodes {
-		rp := r.replies[i]
+		rp := r.slots[i].reply
 		e.Votes[i] = Vote{Addr: nd.addr.redacted, Answered: rp.done, OK: rp.ok && rp.err == nil, Err: rp.err}
 	}
 	return e
