@@ -169,30 +169,33 @@ func newToken() string {
 // ErrNotObtained (joined with a *QuorumError) when the resource is busy or no
 // quorum answered; the attempt's keys are then released on every master.
 func (c *Client) TryLock(ctx context.Context, resource string, ttl time.Duration) (*Lock, error) {
-	if err := c.checkArgs(resource, ttl); err != nil {
+	if err := c.precheck(ctx, resource, ttl); err != nil {
 		return nil, err
 	}
+	return c.attempt(ctx, resource, ttl)
+}
+
+// precheck refuses bad arguments, a closed client and an ended context
+// before any command is sent.
+func (c *Client) precheck(ctx context.Context, resource string, ttl time.Duration) error {
+	if err := c.checkArgs(resource, ttl); err != nil {
+		return err
+	}
 	if c.closed.Load() {
-		return nil, ErrClosed
+		return ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, errors.Join(ErrNotObtained, err)
+		return errors.Join(ErrNotObtained, err)
 	}
-	return c.attempt(ctx, resource, ttl)
+	return nil
 }
 
 // Lock acquires resource for ttl, trying 1 + MaxRetry times with a jittered
 // delay between attempts (or as Config.RetryStrategy says). ctx bounds the
 // whole call: when it ends, the error is ErrNotObtained joined with ctx.Err().
 func (c *Client) Lock(ctx context.Context, resource string, ttl time.Duration) (*Lock, error) {
-	if err := c.checkArgs(resource, ttl); err != nil {
+	if err := c.precheck(ctx, resource, ttl); err != nil {
 		return nil, err
-	}
-	if c.closed.Load() {
-		return nil, ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, errors.Join(ErrNotObtained, err)
 	}
 	var timer *time.Timer
 	for retry := 1; ; retry++ {
