@@ -1,0 +1,270 @@
+package bench_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/quorumlock/quorumlock/bench/floor"
+	"github.com/quorumlock/quorumlock/internal/redisproc"
+	"github.com/quorumlock/quorumlock/redlock"
+)
+
+const ttl = 10 * time.Second
+
+// The fleet is started on first use (so that plain `go test` starts only
+// what the tests need) and stopped by TestMain.
+var fleet struct {
+	once    sync.Once
+	servers []*redisproc.Server
+	err     error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	redisproc.StopAll(fleet.servers)
+	os.Exit(code)
+}
+
+// addrs returns the addresses of n (1..5) masters of the shared fleet.
+func addrs(tb testing.TB, n int) []string {
+	tb.Helper()
+	fleet.once.Do(func() { fleet.servers, fleet.err = redisproc.StartN(5, redisproc.Options{}) })
+	if fleet.err != nil {
+		tb.Fatalf("start redis-server processes: %v", fleet.err)
+	}
+	return redisproc.Addrs(fleet.servers[:n])
+}
+
+func newClient(tb testing.TB, servers []string) *redlock.Client {
+	tb.Helper()
+	c, err := redlock.New(redlock.Config{
+		Servers: servers,
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = c.Close() })
+	// Warm up: connections dialed, scripts loaded.
+	l, err := c.Lock(context.Background(), "warmup", ttl)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := l.Release(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+var seq atomic.Int64
+
+func resource(prefix string) string { return fmt.Sprintf("%s:%d", prefix, seq.Add(1)) }
+
+// BenchmarkLockUnlock is one caller's lock+unlock cycle (Lock, then Release).
+func BenchmarkLockUnlock(b *testing.B) {
+	for _, n := range []int{5, 1} {
+		b.Run(fmt.Sprintf("masters=%d", n), func(b *testing.B) {
+			c := newClient(b, addrs(b, n))
+			ctx := context.Background()
+			res := resource("lu")
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				l, err := c.Lock(ctx, res, ttl)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := l.Release(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkLockUnlockParallel runs lock+unlock cycles from GOMAXPROCS ×
+// parallelism goroutines, each on its own resource: the batching writers
+// turn concurrency into throughput.
+func BenchmarkLockUnlockParallel(b *testing.B) {
+	for _, p := range []int{1, 16, 64} {
+		b.Run(fmt.Sprintf("goroutines=%d", p*runtimeProcs()), func(b *testing.B) {
+			c := newClient(b, addrs(b, 5))
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.SetParallelism(p)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				res := resource("par")
+				for pb.Next() {
+					l, err := c.Lock(ctx, res, ttl)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					if err := l.Release(ctx); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkTryLockContended is a TryLock on a resource someone else holds:
+// the cost of being told "busy" (the failed attempt's cleanup is sent in
+// the background).
+func BenchmarkTryLockContended(b *testing.B) {
+	c := newClient(b, addrs(b, 5))
+	ctx := context.Background()
+	res := resource("busy")
+	held, err := c.Lock(ctx, res, time.Minute)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = held.Release(ctx) }()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := c.TryLock(ctx, res, ttl); !errors.Is(err, redlock.ErrNotObtained) {
+			b.Fatalf("TryLock on a held resource: %v", err)
+		}
+	}
+}
+
+// BenchmarkExtend extends a held lock.
+func BenchmarkExtend(b *testing.B) {
+	c := newClient(b, addrs(b, 5))
+	ctx := context.Background()
+	l, err := c.Lock(ctx, resource("ext"), ttl)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = l.Release(ctx) }()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if err := l.Extend(ctx, ttl); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkFloor is the baseline: a hand-written go-redis Redlock (parallel
+// SET NX PX, compare-and-delete script, both returning at quorum).
+func BenchmarkFloor(b *testing.B) {
+	for _, n := range []int{5, 1} {
+		b.Run(fmt.Sprintf("masters=%d", n), func(b *testing.B) {
+			f := newFloor(b, addrs(b, n))
+			ctx := context.Background()
+			res := resource("floor")
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				l, err := f.Lock(ctx, res, ttl)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if !f.Unlock(ctx, l) {
+					b.Fatal("unlock: no quorum")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkFloorParallel is the baseline under the same concurrency as
+// BenchmarkLockUnlockParallel.
+func BenchmarkFloorParallel(b *testing.B) {
+	for _, p := range []int{1, 16, 64} {
+		b.Run(fmt.Sprintf("goroutines=%d", p*runtimeProcs()), func(b *testing.B) {
+			f := newFloor(b, addrs(b, 5))
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.SetParallelism(p)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				res := resource("floorpar")
+				for pb.Next() {
+					l, err := f.Lock(ctx, res, ttl)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					f.Unlock(ctx, l)
+				}
+			})
+		})
+	}
+}
+
+func newFloor(tb testing.TB, servers []string) *floor.Floor {
+	tb.Helper()
+	f := floor.New(servers, 0)
+	tb.Cleanup(f.Close)
+	if err := f.Warm(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	return f
+}
+
+// TestFloor checks that the baseline is a correct lock, so that comparing
+// with it is fair.
+func TestFloor(t *testing.T) {
+	for _, n := range []int{5, 1} {
+		t.Run(fmt.Sprintf("masters=%d", n), func(t *testing.T) {
+			f := newFloor(t, addrs(t, n))
+			ctx := context.Background()
+			res := resource("floortest")
+			l, err := f.Lock(ctx, res, ttl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.Lock(ctx, res, ttl); !errors.Is(err, floor.ErrNotObtained) {
+				t.Fatalf("second Lock: %v, want ErrNotObtained", err)
+			}
+			foreign := *l
+			foreign.Token = "not-the-token"
+			if f.Unlock(ctx, &foreign) {
+				t.Fatal("Unlock with a foreign token succeeded")
+			}
+			if !f.Unlock(ctx, l) {
+				t.Fatal("Unlock failed")
+			}
+			if f.Unlock(ctx, l) {
+				t.Fatal("second Unlock succeeded")
+			}
+			if _, err := f.Lock(ctx, res, ttl); err != nil {
+				t.Fatalf("Lock after Unlock: %v", err)
+			}
+		})
+	}
+}
+
+// TestQuorumlockCycle checks the benchmarked cycle itself.
+func TestQuorumlockCycle(t *testing.T) {
+	c := newClient(t, addrs(t, 5))
+	ctx := context.Background()
+	res := resource("cycle")
+	l, err := c.Lock(ctx, res, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.TryLock(ctx, res, ttl); !errors.Is(err, redlock.ErrNotObtained) {
+		t.Fatalf("TryLock on a held resource: %v", err)
+	}
+	if err := l.Extend(ctx, ttl); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
