@@ -17,7 +17,9 @@ func TestChartsDecode(t *testing.T) {
 	s := []Series{{Name: "a", X: []float64{0.1, 0.2, 0.4}, Y: []float64{0, 0.5, 1}}, {Name: "b", X: []float64{0.15, 0.3}, Y: []float64{0.2, 1}}}
 	cats := []Category{{Label: "1 G", Values: []float64{10, 20}}, {Label: "32 G", Values: []float64{3000, 12000}}}
 	for name, draw := range map[string]func(*bytes.Buffer) error{
-		"hist":  func(b *bytes.Buffer) error { return Histogram(b, Options{Title: "latency", XLabel: "ms", YLabel: "count"}, bars) },
+		"hist": func(b *bytes.Buffer) error {
+			return Histogram(b, Options{Title: "latency", XLabel: "ms", YLabel: "count"}, bars)
+		},
 		"empty": func(b *bytes.Buffer) error { return Histogram(b, Options{Title: "none"}, nil) },
 		"lines": func(b *bytes.Buffer) error { return Lines(b, Options{Title: "cdf", YMin: 0, YMax: 1}, s) },
 		"bars":  func(b *bytes.Buffer) error { return Bars(b, Options{Title: "ops/s"}, []string{"x", "y"}, cats) },
