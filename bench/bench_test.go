@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/quorumlock/quorumlock/bench/floor"
 	"github.com/quorumlock/quorumlock/internal/redisproc"
 	"github.com/quorumlock/quorumlock/redlock"
@@ -27,7 +29,12 @@ var fleet struct {
 	err     error
 }
 
+type nopLogger struct{}
+
+func (nopLogger) Printf(context.Context, string, ...any) {}
+
 func TestMain(m *testing.M) {
+	redis.SetLogger(nopLogger{}) // go-redis logs its pool's events on its own
 	code := m.Run()
 	redisproc.StopAll(fleet.servers)
 	os.Exit(code)

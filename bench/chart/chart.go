@@ -27,8 +27,11 @@ type Options struct {
 	YMin, YMax float64
 	// XMax caps the x range of a line chart when > 0.
 	XMax float64
-	// Notes are extra lines printed under the title (small).
+	// Notes are extra lines printed under the title.
 	Notes []string
+	// LegendBottom puts a line chart's legend in the bottom-right corner
+	// (the empty one of a CDF) instead of the top-right.
+	LegendBottom bool
 }
 
 // Bar is one bar of a histogram: Count samples in [Lo, Hi).
@@ -138,7 +141,7 @@ func (f *frame) axes(xTicks bool) {
 	vline(f.img, f.left-1, f.top, f.b, black)
 }
 
-func (f *frame) legend(names []string) {
+func (f *frame) legend(names []string, bottom bool) {
 	if len(names) == 0 {
 		return
 	}
@@ -148,6 +151,9 @@ func (f *frame) legend(names []string) {
 	}
 	x := f.right - w - 50
 	y := f.top + 10
+	if bottom {
+		y = f.b - 10 - len(names)*(textHeight(scale)+10)
+	}
 	fillRect(f.img, x-10, y-8, w+58, len(names)*(textHeight(scale)+10)+8, white)
 	rect(f.img, x-10, y-8, w+58, len(names)*(textHeight(scale)+10)+8, grey)
 	for i, n := range names {
@@ -224,7 +230,7 @@ func Lines(w io.Writer, o Options, series []Series) error {
 			line(clip, f.px(s.X[i-1]), f.py(s.Y[i-1]), f.px(s.X[i]), f.py(s.Y[i]), c)
 		}
 	}
-	f.legend(names)
+	f.legend(names, o.LegendBottom)
 	return f.encode(w)
 }
 
@@ -238,7 +244,9 @@ func Bars(w io.Writer, o Options, seriesNames []string, cats []Category) error {
 		}
 	}
 	f.xmin, f.xmax = 0, float64(max(len(cats), 1))
-	f.ymin, f.ymax = 0, niceCeil(top*1.15)
+	// Head room above the tallest bar for the legend row and value labels.
+	legendH := textHeight(scale) + 16
+	f.ymin, f.ymax = 0, niceCeil(top*float64(f.b-f.top)/float64(f.b-f.top-legendH-textHeight(scale)-8))
 	if f.ymax == 0 {
 		f.ymax = 1
 	}
@@ -250,12 +258,44 @@ func Bars(w io.Writer, o Options, seriesNames []string, cats []Category) error {
 		for si, v := range c.Values {
 			y := f.py(v)
 			fillRect(f.img, x0+si*bw, y, max(bw-2, 1), f.b-y, Palette[si%len(Palette)])
+			if l := shortNumber(v); textWidth(l, scale) <= bw+8 {
+				drawText(f.img, x0+si*bw+(bw-2-textWidth(l, scale))/2, y-textHeight(scale)-4, l, black, scale)
+			} else if textWidth(l, 1) <= bw {
+				drawText(f.img, x0+si*bw+(bw-2-textWidth(l, 1))/2, y-textHeight(1)-4, l, black, 1)
+			}
 		}
 		l := c.Label
 		drawText(f.img, f.left+int(float64(ci)*slot+slot/2)-textWidth(l, scale)/2, f.b+12, l, black, scale)
 	}
-	f.legend(seriesNames)
+	// The legend as one row along the top of the plot area.
+	lx, ly := f.left+10, f.top+6
+	for i, n := range seriesNames {
+		fillRect(f.img, lx, ly+3, 24, 8, Palette[i%len(Palette)])
+		drawText(f.img, lx+30, ly, n, black, scale)
+		lx += 30 + textWidth(n, scale) + 24
+	}
 	return f.encode(w)
+}
+
+// shortNumber prints a bar's value: 3 significant digits, k or M.
+func shortNumber(v float64) string {
+	switch a := math.Abs(v); {
+	case a >= 1e6:
+		return strconv.FormatFloat(v/1e6, 'f', sig3(a/1e6), 64) + "M"
+	case a >= 1e3:
+		return strconv.FormatFloat(v/1e3, 'f', sig3(a/1e3), 64) + "k"
+	}
+	return strconv.FormatFloat(v, 'f', sig3(math.Abs(v)), 64)
+}
+
+func sig3(a float64) int {
+	switch {
+	case a >= 100:
+		return 0
+	case a >= 10:
+		return 1
+	}
+	return 2
 }
 
 // wrap splits s into lines of at most n runes, at spaces when it can.

@@ -29,7 +29,8 @@ type Floor struct {
 
 // New returns a Floor over addrs ("host:port"), poolSize connections per
 // master (0: go-redis's default, 10 × GOMAXPROCS), and a per-master
-// timeout of 100 ms. It does not dial.
+// timeout of 100 ms (go-redis's read and write timeouts: no context or
+// timer per command). It does not dial.
 func New(addrs []string, poolSize int) *Floor {
 	f := &Floor{quorum: len(addrs)/2 + 1, timeout: 100 * time.Millisecond}
 	for _, a := range addrs {
@@ -123,8 +124,6 @@ func (f *Floor) Unlock(ctx context.Context, l *Lock) bool {
 // follows on the same master.
 func (f *Floor) fanout(ctx context.Context, l *Lock, after bool, op func(context.Context, *redis.Client) bool) bool {
 	if len(f.clients) == 1 {
-		ctx, cancel := context.WithTimeout(ctx, f.timeout)
-		defer cancel()
 		return op(ctx, f.clients[0])
 	}
 	ch := make(chan bool, len(f.clients))
@@ -137,8 +136,6 @@ func (f *Floor) fanout(ctx context.Context, l *Lock, after bool, op func(context
 				l.sent[i].Lock()
 			}
 			defer l.sent[i].Unlock()
-			ctx, cancel := context.WithTimeout(ctx, f.timeout)
-			defer cancel()
 			ch <- op(ctx, c)
 		}()
 	}
