@@ -26,15 +26,18 @@ func fleet(t *testing.T, groups, masters int) [][]*redisproc.Server {
 	return out
 }
 
+// clusterConfig is a config for the fleet. Its NodeTimeout is generous:
+// these tests run under the race detector on a shared machine, and a
+// healthy master must never look down; fault tests set their own.
 func clusterConfig(f [][]*redisproc.Server) Config {
 	if len(f) == 1 {
-		return Config{Servers: redisproc.Addrs(f[0])}
+		return Config{Servers: redisproc.Addrs(f[0]), NodeTimeout: time.Second}
 	}
 	cl := make([][]string, len(f))
 	for i, g := range f {
 		cl[i] = redisproc.Addrs(g)
 	}
-	return Config{Cluster: cl}
+	return Config{Cluster: cl, NodeTimeout: time.Second}
 }
 
 var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -109,14 +109,37 @@ func (l *Lock) Release(ctx context.Context) error {
 	l.mu.Lock()
 	l.until = time.Time{}
 	l.mu.Unlock()
-	r := l.g.fanout(ctx, opRelease, l.key, l.token, 0, l.hash, true, c.s.NodeTimeout)
-	switch {
-	case r.yes >= l.g.quorum:
-		return nil
-	case r.no >= l.g.quorum:
-		return fmt.Errorf("%w: %q: %w", ErrNotHeld, l.resource, l.g.quorumError(opRelease, l.resource, r))
+	return c.release(ctx, l.g, l.hash, l.resource, l.key, l.token)
+}
+
+// ReleaseToken releases resource where its key still holds token, exactly as
+// Lock.Release does, for a lock acquired elsewhere (another process that
+// handed over its Token). It returns nil once a majority deleted the key,
+// ErrNotHeld when a majority says token does not hold it, and otherwise a
+// *QuorumError naming the failed masters.
+func (c *Client) ReleaseToken(ctx context.Context, resource, token string) error {
+	if err := c.checkResource(resource); err != nil {
+		return err
 	}
-	qe := l.g.quorumError(opRelease, l.resource, r)
+	if token == "" {
+		return &InputError{Arg: "token", Reason: "empty"}
+	}
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	g, h := c.route(resource)
+	return c.release(ctx, g, h, resource, c.s.KeyPrefix+resource, token)
+}
+
+func (c *Client) release(ctx context.Context, g *group, hash uint64, resource, key, token string) error {
+	r := g.fanout(ctx, opRelease, key, token, 0, hash, true, c.s.NodeTimeout)
+	switch {
+	case r.yes >= g.quorum:
+		return nil
+	case r.no >= g.quorum:
+		return fmt.Errorf("%w: %q: %w", ErrNotHeld, resource, g.quorumError(opRelease, resource, r))
+	}
+	qe := g.quorumError(opRelease, resource, r)
 	if err := ctx.Err(); err != nil {
 		return errors.Join(qe, err)
 	}

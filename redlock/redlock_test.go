@@ -187,8 +187,8 @@ func TestMutualExclusion(t *testing.T) {
 
 func faultConfig(f [][]*redisproc.Server) Config {
 	cfg := clusterConfig(f)
-	cfg.NodeTimeout = 150 * time.Millisecond
-	cfg.DialTimeout = 150 * time.Millisecond
+	cfg.NodeTimeout = 300 * time.Millisecond
+	cfg.DialTimeout = 300 * time.Millisecond
 	cfg.ReconnectInterval = 50 * time.Millisecond
 	cfg.MaxRetry = 0
 	cfg.RetryStrategy = NoRetry()
@@ -406,11 +406,11 @@ func TestStaleHolder(t *testing.T) {
 	f := fleet(t, 1, 3)
 	c := newClient(t, clusterConfig(f))
 	ctx := context.Background()
-	old, err := c.Lock(ctx, "s", 50*time.Millisecond)
+	old, err := c.Lock(ctx, "s", 200*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(80 * time.Millisecond) // it expires
+	time.Sleep(250 * time.Millisecond) // it expires
 	cur, err := c.Lock(ctx, "s", 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -458,11 +458,11 @@ func TestExtendNeverRecreatesExpiredKey(t *testing.T) {
 		}
 	}
 	// Refused locally once Until has passed.
-	l2, err := c.Lock(ctx, "y", 30*time.Millisecond)
+	l2, err := c.Lock(ctx, "y", 150*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(40 * time.Millisecond)
+	time.Sleep(160 * time.Millisecond)
 	if err := l2.Extend(ctx, time.Second); !errors.Is(err, ErrNotHeld) {
 		t.Fatalf("Extend after Until: %v, want ErrNotHeld", err)
 	}
@@ -521,14 +521,14 @@ func TestDo(t *testing.T) {
 
 	t.Run("lost lock cancels fn's context", func(t *testing.T) {
 		start := time.Now()
-		err := c.Do(ctx, "d4", 100*time.Millisecond, func(ctx context.Context) error {
+		err := c.Do(ctx, "d4", 200*time.Millisecond, func(ctx context.Context) error {
 			<-ctx.Done()
 			if !errors.Is(context.Cause(ctx), ErrLockLost) {
 				t.Errorf("cause = %v, want ErrLockLost", context.Cause(ctx))
 			}
 			// Validity ends before the servers' TTL (drift allowance);
 			// overrun the TTL itself so the key is really gone.
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(200 * time.Millisecond)
 			return nil
 		})
 		if time.Since(start) > 5*time.Second {
@@ -540,11 +540,11 @@ func TestDo(t *testing.T) {
 	})
 
 	t.Run("auto-extend keeps the lock past its ttl", func(t *testing.T) {
-		err := c.DoWith(ctx, "d5", 150*time.Millisecond, func(ctx context.Context) error {
+		err := c.DoWith(ctx, "d5", 400*time.Millisecond, func(ctx context.Context) error {
 			select {
 			case <-ctx.Done():
 				return fmt.Errorf("lost: %w", context.Cause(ctx))
-			case <-time.After(600 * time.Millisecond):
+			case <-time.After(1200 * time.Millisecond):
 			}
 			if keyOn(t, f[0][0], "d5") == "" {
 				return errors.New("key gone while auto-extended")
@@ -746,5 +746,33 @@ func TestScriptFlushFallsBackToEval(t *testing.T) {
 		if keyOn(t, s, "nos") != "" {
 			t.Fatalf("key left on %s", s.Addr())
 		}
+	}
+}
+
+func TestReleaseToken(t *testing.T) {
+	f := fleet(t, 1, 3)
+	c1, c2 := newClient(t, clusterConfig(f)), newClient(t, clusterConfig(f))
+	ctx := context.Background()
+	l, err := c1.Lock(ctx, "rt", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.ReleaseToken(ctx, "rt", "not-the-token"); !errors.Is(err, ErrNotHeld) {
+		t.Fatalf("ReleaseToken with a wrong token: %v, want ErrNotHeld", err)
+	}
+	if keyOn(t, f[0][0], "rt") != l.Token() {
+		t.Fatal("a wrong token deleted the key")
+	}
+	if err := c2.ReleaseToken(ctx, "rt", l.Token()); err != nil {
+		t.Fatalf("ReleaseToken by another client: %v", err)
+	}
+	for _, s := range f[0] {
+		if keyOn(t, s, "rt") != "" {
+			t.Fatalf("key left on %s", s.Addr())
+		}
+	}
+	var ie *InputError
+	if err := c2.ReleaseToken(ctx, "rt", ""); !errors.As(err, &ie) {
+		t.Fatalf("empty token: %v", err)
 	}
 }
