@@ -60,7 +60,8 @@ cp -L "$bin" "$ctx/rootfs/redis-server"
 # Every absolute path ldd prints: the libraries ("name => /path (addr)") and
 # the dynamic loader ("/lib64/ld-linux-x86-64.so.2 (addr)"), at the same
 # paths, dereferenced. linux-vdso has no path and is skipped.
-libs=$(ldd "$bin" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }' | sort -u)
+ldd "$bin" >"$ctx/ldd.txt" 2>&1 || die "ldd $bin failed: $(cat "$ctx/ldd.txt")"
+libs=$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }' "$ctx/ldd.txt" | sort -u)
 [[ -n "$libs" ]] || die "ldd found no libraries for $bin (is it a dynamic executable?)"
 n=0
 for lib in $libs; do

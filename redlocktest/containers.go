@@ -208,10 +208,7 @@ func (f *ContainerFleet) Close() error {
 }
 
 func (f *ContainerFleet) start(ctx context.Context, groups, masters int, o options) error {
-	image, err := resolveImage(ctx, f.provider.Client(), o.image)
-	if err != nil {
-		return err
-	}
+	image, local := resolveImage(ctx, f.provider.Client(), o.image)
 	host, err := f.provider.DaemonHost(ctx)
 	if err != nil {
 		return fmt.Errorf("redlocktest: find the Docker host: %w", err)
@@ -254,7 +251,12 @@ func (f *ContainerFleet) start(ctx context.Context, groups, masters int, o optio
 		}
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	err = errors.Join(errs...)
+	if err != nil && !local {
+		err = fmt.Errorf("%w\n(the Docker daemon had no image %s and had to pull it: without a registry, "+
+			"build one with `bash docker/build-local-image.sh` and set %s=%s)", err, image, EnvImage, LocalImage)
+	}
+	return err
 }
 
 // redisContainer is the backend of one master container.
@@ -298,7 +300,7 @@ func (rc *redisContainer) create(ctx context.Context, image string, port int, o 
 			_ = ctr.Terminate(context.WithoutCancel(ctx), testcontainers.StopTimeout(0))
 		}
 		if port == 0 || attempt == 4 || !isPortConflict(err) {
-			return fmt.Errorf("redlocktest: start master %s from image %s: %w%s", rc.alias, image, err, imageHint(image, err))
+			return fmt.Errorf("redlocktest: start master %s from image %s: %w", rc.alias, image, err)
 		}
 		p, perr := freePorts(1)
 		if perr != nil {
@@ -405,34 +407,24 @@ func setTestcontainersEnv() {
 
 // resolveImage picks the image: explicit, $QUORUMLOCK_REDIS_IMAGE, the
 // official image if present, the local one if present, else the official
-// one (to be pulled).
-func resolveImage(ctx context.Context, api client.APIClient, explicit string) (string, error) {
-	if explicit != "" {
-		return explicit, nil
+// one (to be pulled). local tells whether the daemon already has it.
+func resolveImage(ctx context.Context, api client.APIClient, explicit string) (ref string, local bool) {
+	present := func(ref string) bool {
+		_, err := api.ImageInspect(ctx, ref)
+		return err == nil
 	}
-	if v := os.Getenv(EnvImage); v != "" {
-		return v, nil
+	if explicit == "" {
+		explicit = os.Getenv(EnvImage)
+	}
+	if explicit != "" {
+		return explicit, present(explicit)
 	}
 	for _, ref := range []string{DefaultImage, LocalImage} {
-		_, err := api.ImageInspect(ctx, ref)
-		if err == nil {
-			return ref, nil
-		}
-		if ctx.Err() != nil {
-			return "", fmt.Errorf("redlocktest: inspect image %s: %w", ref, err)
+		if present(ref) {
+			return ref, true
 		}
 	}
-	return DefaultImage, nil
-}
-
-// imageHint adds advice to an error that looks like a missing image.
-func imageHint(image string, err error) string {
-	s := err.Error()
-	if !strings.Contains(s, "pull") && !strings.Contains(s, "No such image") && !strings.Contains(s, "not found") {
-		return ""
-	}
-	return fmt.Sprintf(" (no image %s and none could be pulled: without a registry, build one with "+
-		"`bash docker/build-local-image.sh` and set %s=%s)", image, EnvImage, LocalImage)
+	return DefaultImage, false
 }
 
 func isPortConflict(err error) bool {

@@ -106,7 +106,9 @@ type options struct {
 }
 
 // WithImage selects the Redis image of a container fleet, overriding the
-// QUORUMLOCK_REDIS_IMAGE environment variable. Ignored by process fleets.
+// QUORUMLOCK_REDIS_IMAGE environment variable. The image must accept
+// redis-server flags as its command and have a writable /data, as the
+// official images and quorumlock/redis:local do. Ignored by process fleets.
 func WithImage(ref string) Option { return func(o *options) { o.image = ref } }
 
 // WithStartTimeout bounds how long each master may take to answer PING after
