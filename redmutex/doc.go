@@ -25,15 +25,14 @@
 //	  {:error, :unlock_fail}                   ErrUnlockFailed
 //	MyMutex.synchronize(fun)                 redmutex.Synchronize(ctx, m, fn) (T, error)
 //
-// Tokens: RedMutex releases by the token string alone, with a
-// compare-and-delete script. Here the redlock Lock handle is what releases,
-// so a Mutex remembers the handle of every token it handed out until the
-// token is released or its key's expiration has passed (the map is pruned
-// on every Acquire and Release; since the key can be held by one token at a
-// time, it stays tiny). Release of a token this Mutex did not hand out — one
-// acquired by another process, another Mutex value, or already released or
-// expired — reports ErrUnlockFailed without touching Redis: it never
-// deletes a key it cannot prove to own.
+// Tokens: as in RedMutex, the token string alone releases the lock, with a
+// compare-and-delete on the server (redlock's Client.ReleaseToken). A Mutex
+// keeps no record of the tokens it handed out: Release works with a token
+// acquired by any Mutex on the same key and server, in this process or
+// another, so a lock can be handed over. Release of a token that does not
+// hold the key — a wrong one, or one already released, expired, or taken
+// over — reports ErrUnlockFailed and leaves the key alone: it never
+// deletes a key held by another token.
 //
 // # Locker: WithLock on any key, waiting with a deadline (RedisMutex)
 //

@@ -18,11 +18,10 @@ var (
 	ErrAlreadyLocked = errors.New("redmutex: already locked")
 
 	// ErrUnlockFailed means Release could not release the token (RedMutex's
-	// {:error, :unlock_fail}): the token does not hold the key (it expired,
-	// was released already, or another holder has the key now; the error
-	// then also matches redlock.ErrNotHeld), or this Mutex never handed it
-	// out. Synchronize and WithLock return it when fn finished after its
-	// lock had expired.
+	// {:error, :unlock_fail}) because the token does not hold the key: it is
+	// wrong, expired, was released already, or another holder has the key
+	// now. The error also matches redlock.ErrNotHeld. Synchronize and
+	// WithLock return it when fn finished after its lock had expired.
 	ErrUnlockFailed = errors.New("redmutex: unlock failed")
 
 	// ErrTimeout means WithLock did not obtain the lock within its timeout
@@ -103,12 +102,14 @@ func acquireError(key string, err error) error {
 	return fmt.Errorf("redmutex: acquire %q: %w", key, err)
 }
 
-// releaseError maps a failed Release of key's lock.
+// releaseError maps a failed release of key's lock (Lock.Release or
+// Client.ReleaseToken).
 func releaseError(key string, err error) error {
 	if errors.Is(err, redlock.ErrNotHeld) {
 		return fmt.Errorf("%w: %q: %w", ErrUnlockFailed, key, err)
 	}
-	if errors.Is(err, redlock.ErrClosed) {
+	var ie *redlock.InputError
+	if errors.As(err, &ie) || errors.Is(err, redlock.ErrClosed) {
 		return err
 	}
 	return fmt.Errorf("redmutex: release %q: %w", key, err)

@@ -115,7 +115,8 @@ func ExampleMutex_Acquire() {
 }
 
 // Only the holder's token releases the lock (RedMutex: release_lock/1
-// returning {:error, :unlock_fail}).
+// returning {:error, :unlock_fail}); it does so through any Mutex on the
+// key, in any process.
 func ExampleMutex_Release() {
 	redis := startRedis()
 	defer redis.Close()

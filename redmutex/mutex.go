@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quorumlock/quorumlock/redlock"
@@ -45,22 +45,15 @@ type Options struct {
 // Mutex is a lock on one Redis key with one expiration: RedMutex's mutex
 // module. Its methods are safe for concurrent use. A Mutex does not
 // exclude goroutines of its own process from each other by itself: every
-// Acquire, from anywhere, competes for the same key.
+// Acquire, from anywhere, competes for the same key. A Mutex keeps no
+// per-token state: the token is the lock, and any Mutex on the same key
+// and server can release it.
 type Mutex struct {
-	c   *redlock.Client
-	own bool
-	key string
-	exp time.Duration
-
-	mu     sync.Mutex
-	tokens map[string]handed // token → its lock, until released or expired
-	closed bool
-}
-
-// handed is a lock whose token Acquire returned.
-type handed struct {
-	lock    *redlock.Lock
-	expires time.Time // the key has expired on the server by then
+	c      *redlock.Client
+	own    bool
+	key    string
+	exp    time.Duration
+	closed atomic.Bool
 }
 
 // New returns a Mutex for o.Key. With o.Addr it connects to the server
@@ -80,7 +73,7 @@ func New(o Options) (*Mutex, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Mutex{c: c, own: own, key: o.Key, exp: o.Expiration, tokens: make(map[string]handed)}, nil
+	return &Mutex{c: c, own: own, key: o.Key, exp: o.Expiration}, nil
 }
 
 // Key is the lock's key (without Config.KeyPrefix).
@@ -92,52 +85,24 @@ func (m *Mutex) Expiration() time.Duration { return m.exp }
 // Acquire makes one attempt to take the lock and returns its token, the
 // value of the key on the server (RedMutex's acquire_lock). When the key is
 // held, by this process or any other, it returns ErrAlreadyLocked; when the
-// server cannot be reached, the redlock error naming it.
+// server cannot be reached, the redlock error naming it. The token is all
+// it takes to release the lock, with Release on any Mutex for the same key
+// and server, in this process or another.
 func (m *Mutex) Acquire(ctx context.Context) (string, error) {
-	if m.isClosed() {
+	if m.closed.Load() {
 		return "", redlock.ErrClosed
 	}
 	l, err := m.c.TryLock(ctx, m.key, m.exp)
 	if err != nil {
 		return "", acquireError(m.key, err)
 	}
-	now := time.Now()
-	m.mu.Lock()
-	closed := m.closed
-	if !closed {
-		m.pruneLocked(now)
-		m.tokens[l.Token()] = handed{lock: l, expires: now.Add(m.exp)}
-	}
-	m.mu.Unlock()
-	if closed {
-		// Close ran meanwhile (on a shared client): do not leave the key behind.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
-		_ = l.Release(rctx)
-		cancel()
-		return "", redlock.ErrClosed
-	}
 	return l.Token(), nil
-}
-
-func (m *Mutex) isClosed() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.closed
-}
-
-// pruneLocked forgets the tokens whose key has expired.
-func (m *Mutex) pruneLocked(now time.Time) {
-	for tok, h := range m.tokens {
-		if now.After(h.expires) {
-			delete(m.tokens, tok)
-		}
-	}
 }
 
 // Exists reports whether the key is held, by anyone (RedMutex's
 // exists_lock). An unreachable server is an error, never false.
 func (m *Mutex) Exists(ctx context.Context) (bool, error) {
-	if m.isClosed() {
+	if m.closed.Load() {
 		return false, redlock.ErrClosed
 	}
 	ok, err := m.c.IsLocked(ctx, m.key)
@@ -151,51 +116,32 @@ func (m *Mutex) Exists(ctx context.Context) (bool, error) {
 	return ok, nil
 }
 
-// Release releases the lock that token holds (RedMutex's release_lock).
-// It returns ErrUnlockFailed when the token does not hold the key any more
-// (it expired, or another holder has the key: the error then matches
-// redlock.ErrNotHeld too) or when this Mutex did not hand the token out
-// (see the package documentation: only the Mutex value that acquired a
-// token can release it, and only once). When the server cannot be reached,
-// it returns the redlock error and keeps the token, so Release can be
-// called again.
+// Release releases the lock that token holds (RedMutex's release_lock):
+// it deletes the key if, and only if, its value is still token. The token
+// may come from any Mutex on the same key and server, in this process or
+// another (it is the value Acquire returned there). Release returns
+// ErrUnlockFailed, also matching redlock.ErrNotHeld, when the token does
+// not hold the key: it is wrong, was released already, expired, or another
+// holder has the key now. An empty token is a *redlock.InputError. When
+// the server cannot be reached, Release returns the redlock error (a
+// *redlock.QuorumError) and can be called again with the same token.
 func (m *Mutex) Release(ctx context.Context, token string) error {
-	now := time.Now()
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
+	if m.closed.Load() {
 		return redlock.ErrClosed
 	}
-	m.pruneLocked(now)
-	h, ok := m.tokens[token]
-	delete(m.tokens, token) // claimed: a concurrent Release of the same token fails
-	m.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("%w: %q: token unknown to this Mutex (released already, expired, or acquired elsewhere)", ErrUnlockFailed, m.key)
+	if err := m.c.ReleaseToken(ctx, m.key, token); err != nil {
+		return releaseError(m.key, err)
 	}
-	err := h.lock.Release(ctx)
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, redlock.ErrNotHeld) && !errors.Is(err, redlock.ErrClosed) {
-		m.mu.Lock()
-		if !m.closed && time.Now().Before(h.expires) {
-			m.tokens[token] = h
-		}
-		m.mu.Unlock()
-	}
-	return releaseError(m.key, err)
+	return nil
 }
 
-// Close forgets every token and, when the Mutex made its own client (from
-// Addr), closes it. Locks still held are not released: they expire with
-// their Expiration. Operations after Close return redlock.ErrClosed. Close
-// is idempotent.
+// Close marks the Mutex closed and, when the Mutex made its own client
+// (from Addr), closes it. Locks still held are not released: they expire
+// with their Expiration, unless their token is released through another
+// Mutex. Operations after Close return redlock.ErrClosed. Close is
+// idempotent.
 func (m *Mutex) Close() error {
-	m.mu.Lock()
-	m.closed = true
-	clear(m.tokens)
-	m.mu.Unlock()
+	m.closed.Store(true)
 	if m.own {
 		return m.c.Close()
 	}
@@ -217,7 +163,7 @@ func Synchronize[T any](ctx context.Context, m *Mutex, fn func(ctx context.Conte
 	if fn == nil {
 		return v, &redlock.InputError{Arg: "fn", Reason: "nil"}
 	}
-	if m.isClosed() {
+	if m.closed.Load() {
 		return v, redlock.ErrClosed
 	}
 	ran := false

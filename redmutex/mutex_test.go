@@ -91,8 +91,12 @@ func TestAcquireExistsRelease(t *testing.T) {
 		t.Fatalf("error %q does not name the key", err)
 	}
 
-	if err := m.Release(ctx, "not-a-token"); !errors.Is(err, ErrUnlockFailed) {
-		t.Fatalf("Release(wrong token) = %v, want ErrUnlockFailed", err)
+	if err := m.Release(ctx, "not-a-token"); !errors.Is(err, ErrUnlockFailed) || !errors.Is(err, redlock.ErrNotHeld) {
+		t.Fatalf("Release(wrong token) = %v, want ErrUnlockFailed and redlock.ErrNotHeld", err)
+	}
+	var ie *redlock.InputError
+	if err := m.Release(ctx, ""); !errors.As(err, &ie) {
+		t.Fatalf("Release(\"\") = %v, want a *redlock.InputError", err)
 	}
 	if get(t, s, DefaultKey) != tok {
 		t.Fatal("a wrong token released the key")
@@ -106,32 +110,55 @@ func TestAcquireExistsRelease(t *testing.T) {
 	if ok, err := m.Exists(ctx); err != nil || ok {
 		t.Fatalf("Exists after Release = %v, %v", ok, err)
 	}
-	if err := m.Release(ctx, tok); !errors.Is(err, ErrUnlockFailed) {
-		t.Fatalf("second Release = %v, want ErrUnlockFailed", err)
-	}
-	if len(m.tokens) != 0 {
-		t.Fatalf("%d tokens remembered after Release", len(m.tokens))
+	if err := m.Release(ctx, tok); !errors.Is(err, ErrUnlockFailed) || !errors.Is(err, redlock.ErrNotHeld) {
+		t.Fatalf("second Release = %v, want ErrUnlockFailed and redlock.ErrNotHeld", err)
 	}
 }
 
-// A token handed out by another Mutex (another process, in effect) is
-// unknown here: Release refuses it and leaves the key alone.
-func TestReleaseForeignToken(t *testing.T) {
+// The token is the lock (RedMutex's release_lock): a second Mutex with its
+// own client (another process, in effect) releases a token acquired by the
+// first. A wrong or already-released token is refused with ErrUnlockFailed
+// and leaves the key alone.
+func TestReleaseByAnotherMutex(t *testing.T) {
 	s := server(t)
 	a, b := newMutex(t, s, "job", time.Minute), newMutex(t, s, "job", time.Minute)
+	if a.c == b.c {
+		t.Fatal("the two Mutexes share a client")
+	}
 	ctx := context.Background()
 	tok, err := a.Acquire(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = b.Release(ctx, tok)
-	if !errors.Is(err, ErrUnlockFailed) || !strings.Contains(err.Error(), "unknown") {
-		t.Fatalf("Release of a foreign token = %v, want ErrUnlockFailed (unknown token)", err)
+	if err := b.Release(ctx, "not-the-token"); !errors.Is(err, ErrUnlockFailed) || !errors.Is(err, redlock.ErrNotHeld) {
+		t.Fatalf("Release of a wrong token = %v, want ErrUnlockFailed and redlock.ErrNotHeld", err)
 	}
 	if get(t, s, "job") != tok {
-		t.Fatal("key released by a Mutex that did not acquire it")
+		t.Fatal("a wrong token released the key")
 	}
-	if err := a.Release(ctx, tok); err != nil {
+	if err := b.Release(ctx, tok); err != nil {
+		t.Fatalf("Release by another Mutex = %v, want nil", err)
+	}
+	if get(t, s, "job") != "" {
+		t.Fatal("key still there after another Mutex released its token")
+	}
+	for name, m := range map[string]*Mutex{"acquirer": a, "releaser": b} {
+		if err := m.Release(ctx, tok); !errors.Is(err, ErrUnlockFailed) || !errors.Is(err, redlock.ErrNotHeld) {
+			t.Fatalf("Release of an already released token by the %s = %v, want ErrUnlockFailed and redlock.ErrNotHeld", name, err)
+		}
+	}
+	// The key is free again, for either Mutex.
+	tok2, err := b.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Release(ctx, tok); !errors.Is(err, ErrUnlockFailed) {
+		t.Fatalf("Release of the old token while a new one holds = %v, want ErrUnlockFailed", err)
+	}
+	if get(t, s, "job") != tok2 {
+		t.Fatal("an old token released the new holder's key")
+	}
+	if err := a.Release(ctx, tok2); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -159,9 +186,6 @@ func TestReleaseAfterTakeover(t *testing.T) {
 	}
 	if get(t, s, "job") != cur {
 		t.Fatal("the new holder lost its key")
-	}
-	if len(a.tokens) != 0 {
-		t.Fatal("a failed Release kept a token that no longer holds")
 	}
 	if err := b.Release(ctx, cur); err != nil {
 		t.Fatal(err)
@@ -193,29 +217,6 @@ func TestExpiryFreesCrashedHolder(t *testing.T) {
 	})
 	if err := other.Release(ctx, tok); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// Tokens that were never released are forgotten once their key expired.
-func TestTokensPruned(t *testing.T) {
-	s := server(t)
-	m := newMutex(t, s, "job", 100*time.Millisecond)
-	ctx := context.Background()
-	for i := 0; i < 5; i++ {
-		eventually(t, 10*time.Second, "acquire", func() bool {
-			_, err := m.Acquire(ctx)
-			if err != nil && !errors.Is(err, ErrAlreadyLocked) {
-				t.Fatal(err)
-			}
-			return err == nil
-		})
-		time.Sleep(120 * time.Millisecond) // past the expiration; never released
-	}
-	m.mu.Lock()
-	n := len(m.tokens)
-	m.mu.Unlock()
-	if n > 1 {
-		t.Fatalf("%d tokens remembered; expired ones must be pruned", n)
 	}
 }
 
@@ -417,5 +418,28 @@ func TestClosed(t *testing.T) {
 	// Close does not release: the key stays until it expires.
 	if get(t, s, "job") != tok {
 		t.Fatal("Close released the key")
+	}
+	// The token still releases it through another Mutex.
+	other := newMutex(t, s, "job", time.Minute)
+	if err := other.Release(ctx, tok); err != nil {
+		t.Fatalf("Release through another Mutex after Close = %v", err)
+	}
+	if get(t, s, "job") != "" {
+		t.Fatal("key still there")
+	}
+	// A Mutex that made its own client: ErrClosed too.
+	own := newMutex(t, s, "job", time.Minute)
+	tok, err = own.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := own.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := own.Release(ctx, tok); !errors.Is(err, redlock.ErrClosed) {
+		t.Fatalf("Release after Close (own client) = %v", err)
+	}
+	if err := other.Release(ctx, tok); err != nil {
+		t.Fatal(err)
 	}
 }
