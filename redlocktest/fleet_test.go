@@ -64,6 +64,7 @@ func timed(t *testing.T, what string, fn func(context.Context) error) {
 }
 
 func TestFaults(t *testing.T) {
+	t.Parallel() // container work is mostly waiting on the Docker daemon
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
 			t0 := time.Now()
@@ -236,6 +237,7 @@ func TestFaults(t *testing.T) {
 }
 
 func TestClusterConfig(t *testing.T) {
+	t.Parallel() // container work is mostly waiting on the Docker daemon
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
 			t0 := time.Now()
@@ -274,6 +276,7 @@ func TestClusterConfig(t *testing.T) {
 }
 
 func TestContainerCloseRemovesEverything(t *testing.T) {
+	t.Parallel() // container work is mostly waiting on the Docker daemon
 	f := redlocktest.StartT(t, 1, 2)
 	api, err := testcontainers.NewDockerClientWithOpts(t.Context())
 	if err != nil {
