@@ -23,7 +23,8 @@ type Fleet interface {
 	// Config returns a ready client configuration: Servers when the fleet
 	// has one group, Cluster when it has several. Only the addresses are
 	// set; every other field keeps redlock's default. Addresses stay the same
-	// across every fault of this package, so a Config taken once stays valid.
+	// across every fault of this package (for containers: with a local Docker
+	// daemon), so a Config taken once stays valid.
 	Config() redlock.Config
 	// Groups is the number of quorum groups.
 	Groups() int
@@ -96,7 +97,7 @@ type Master interface {
 	Do(ctx context.Context, args ...any) (any, error)
 }
 
-// Option configures StartContainers/StartProcesses and their T variants.
+// Option configures Start, StartProcesses and their T variants.
 type Option func(*options)
 
 type options struct {
