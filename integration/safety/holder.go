@@ -1,0 +1,229 @@
+package safety
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/quorumlock/quorumlock/redlock"
+)
+
+// ClientSpec is the redlock client every holder of a scenario uses, in a
+// form that crosses process boundaries (JSON; durations in nanoseconds).
+type ClientSpec struct {
+	Cluster           [][]string    `json:"cluster"`
+	NodeTimeout       time.Duration `json:"node_timeout"`
+	ReconnectInterval time.Duration `json:"reconnect_interval"`
+	DialTimeout       time.Duration `json:"dial_timeout"`
+	ReleaseTimeout    time.Duration `json:"release_timeout"`
+	// Logger receives the client's master down/up events; nil: discarded.
+	// It does not cross to child processes.
+	Logger *slog.Logger `json:"-"`
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// Config is the redlock.Config of the spec: Servers for one group, Cluster
+// for several; logging off (masters go down on purpose).
+func (s ClientSpec) Config() redlock.Config {
+	cfg := redlock.Config{
+		NodeTimeout:       s.NodeTimeout,
+		ReconnectInterval: s.ReconnectInterval,
+		DialTimeout:       s.DialTimeout,
+		ReleaseTimeout:    s.ReleaseTimeout,
+		Logger:            s.Logger,
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = quiet
+	}
+	if len(s.Cluster) == 1 {
+		cfg.Servers = s.Cluster[0]
+	} else {
+		cfg.Cluster = s.Cluster
+	}
+	return cfg
+}
+
+// Register is the shared state the lock guards: one integer per resource on
+// a Redis server outside the fleet, read and written with plain GET and SET
+// (no atomicity of its own: only the lock keeps updates from being lost).
+type Register struct{ c *redis.Client }
+
+// NewRegister connects to the register server at addr ("host:port").
+func NewRegister(addr string, poolSize int) *Register {
+	return &Register{c: redis.NewClient(&redis.Options{
+		Addr:                  addr,
+		Protocol:              2,
+		DisableIdentity:       true,
+		MaxRetries:            -1, // a failed write is reported as unknown, never retried blindly
+		PoolSize:              max(poolSize, 1),
+		DialTimeout:           time.Second,
+		ReadTimeout:           2 * time.Second,
+		WriteTimeout:          2 * time.Second,
+		ContextTimeoutEnabled: true,
+	})}
+}
+
+func registerKey(resource string) string { return "safety:register:" + resource }
+
+// Get reads the register of resource (0 when unset).
+func (r *Register) Get(ctx context.Context, resource string) (int64, error) {
+	v, err := r.c.Get(ctx, registerKey(resource)).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	return v, err
+}
+
+// Set writes the register of resource.
+func (r *Register) Set(ctx context.Context, resource string, v int64) error {
+	return r.c.Set(ctx, registerKey(resource), strconv.FormatInt(v, 10), 0).Err()
+}
+
+// Reset deletes the registers of resources.
+func (r *Register) Reset(ctx context.Context, resources []string) error {
+	keys := make([]string, len(resources))
+	for i, res := range resources {
+		keys[i] = registerKey(res)
+	}
+	return r.c.Del(ctx, keys...).Err()
+}
+
+// Finals reads the registers of resources.
+func (r *Register) Finals(ctx context.Context, resources []string) (map[string]int64, error) {
+	out := make(map[string]int64, len(resources))
+	for _, res := range resources {
+		v, err := r.Get(ctx, res)
+		if err != nil {
+			return nil, fmt.Errorf("safety: read the register of %q: %w", res, err)
+		}
+		out[res] = v
+	}
+	return out, nil
+}
+
+// Close closes the connections.
+func (r *Register) Close() error { return r.c.Close() }
+
+// HolderSpec is one holder's loop. Begin and Until are wall-clock times so
+// that holders in several processes run in the same window.
+type HolderSpec struct {
+	Name      string        `json:"name"`
+	Resources []string      `json:"resources"`
+	TTL       time.Duration `json:"ttl"`
+	Begin     time.Time     `json:"begin"`
+	Until     time.Time     `json:"until"`
+	MaxOps    int           `json:"max_ops"`   // bound on attempts
+	MaxHold   time.Duration `json:"max_hold"`  // sleep between GET and SET: uniform in [0, MaxHold]
+	MaxPause  time.Duration `json:"max_pause"` // sleep between attempts: uniform in [MaxPause/4, MaxPause]
+	// Margin is the validity that must be left before the register write;
+	// with less, the write is skipped (a careful holder does not write once
+	// its lock may be gone).
+	Margin time.Duration `json:"margin"`
+}
+
+// RunHolder runs one holder until Until, MaxOps attempts, or ctx ends,
+// passing every attempt to emit.
+func RunHolder(ctx context.Context, c *redlock.Client, reg *Register, s HolderSpec, emit func(Record)) {
+	if d := time.Until(s.Begin); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return
+		}
+	}
+	for op := 0; op < s.MaxOps && ctx.Err() == nil && time.Now().Before(s.Until); op++ {
+		res := s.Resources[rand.IntN(len(s.Resources))]
+		emit(attempt(ctx, c, reg, s, res))
+		if s.MaxPause > 0 {
+			time.Sleep(s.MaxPause/4 + rand.N(s.MaxPause-s.MaxPause/4+1))
+		}
+	}
+}
+
+func attempt(ctx context.Context, c *redlock.Client, reg *Register, s HolderSpec, res string) Record {
+	rec := Record{Holder: s.Name, Resource: res, Attempt: time.Now().UnixNano()}
+	l, err := c.TryLock(ctx, res, s.TTL)
+	if err != nil {
+		rec.Err = err.Error()
+		rec.Unavailable = unavailable(err)
+		return rec
+	}
+	rec.Start = time.Now().UnixNano()
+	rec.Got, rec.Token, rec.Until = true, l.Token(), l.Until().UnixNano()
+	rec.Write = WriteSkipped
+
+	// The critical section: a read-modify-write guarded only by the lock,
+	// every step bounded by the lock's validity.
+	wctx, cancel := context.WithDeadline(ctx, l.Until())
+	v, err := reg.Get(wctx, res)
+	if err == nil {
+		rec.Read = v
+		if s.MaxHold > 0 {
+			time.Sleep(rand.N(s.MaxHold + 1))
+		}
+		if l.TTL() > s.Margin {
+			if err := reg.Set(wctx, res, v+1); err != nil {
+				rec.Write = WriteUnknown
+				rec.Err = err.Error()
+			} else {
+				rec.Write = WriteDone
+			}
+		}
+	} else {
+		rec.Err = err.Error()
+	}
+	cancel()
+	rec.End = time.Now().UnixNano()
+
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	if err := l.Release(rctx); err != nil {
+		rec.ReleaseErr = err.Error()
+	}
+	rcancel()
+	return rec
+}
+
+// unavailable reports an attempt that failed because too few masters
+// answered for a quorum, rather than because the resource was held.
+func unavailable(err error) bool {
+	var qe *redlock.QuorumError
+	if !errors.As(err, &qe) {
+		return false
+	}
+	return len(qe.Failed()) > len(qe.Votes)-qe.Quorum
+}
+
+// RunHolders runs holders as goroutines sharing one client (as one service
+// would) and returns every attempt they made.
+func RunHolders(ctx context.Context, cs ClientSpec, registerAddr string, holders []HolderSpec) ([]Record, error) {
+	c, err := redlock.New(cs.Config())
+	if err != nil {
+		return nil, fmt.Errorf("safety: redlock.New: %w", err)
+	}
+	defer c.Close()
+	reg := NewRegister(registerAddr, len(holders))
+	defer reg.Close()
+
+	var mu sync.Mutex
+	var records []Record
+	emit := func(r Record) {
+		mu.Lock()
+		records = append(records, r)
+		mu.Unlock()
+	}
+	var wg sync.WaitGroup
+	for _, h := range holders {
+		wg.Go(func() { RunHolder(ctx, c, reg, h, emit) })
+	}
+	wg.Wait()
+	return records, nil
+}

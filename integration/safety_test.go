@@ -1,0 +1,187 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/quorumlock/quorumlock/integration/safety"
+	"github.com/quorumlock/quorumlock/internal/redisproc"
+	"github.com/quorumlock/quorumlock/redlocktest"
+)
+
+// TestHelperProcess is not a test: it is the holder process the safety
+// checker starts (this test binary run again with safety.EnvChild set).
+func TestHelperProcess(t *testing.T) {
+	if !safety.IsChild() {
+		t.Skip("helper process of the safety checker; runs only as a child")
+	}
+	if err := safety.RunChild(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// safetyTTL is the lock TTL of the safety runs. A killed master stays down
+// longer than that before it starts again, empty (a delayed restart).
+const safetyTTL = 600 * time.Millisecond
+
+// safetyScenarios: every fault hits a rotating minority of every group.
+func safetyScenarios(d time.Duration) []safety.Scenario {
+	kill := safety.Kill(safetyTTL + 300*time.Millisecond)
+	pause := safety.Pause(safetyTTL)
+	part := safety.Partition(safetyTTL)
+	aof := safety.RestartPersistent()
+	return []safety.Scenario{
+		{Name: "none", Duration: d * 2 / 3},
+		{Name: "kill minority, restart empty after TTL+300ms", Fault: &kill, Duration: d},
+		{Name: "pause minority " + safetyTTL.String(), Fault: &pause, Duration: d},
+		{Name: "partition minority " + safetyTTL.String(), Fault: &part, Duration: d},
+		{Name: "restart minority with AOF always", Fault: &aof, Duration: d},
+	}
+}
+
+// runSafety runs every scenario on f with holders in this process and in
+// two child processes, prints the table, and asserts zero overlaps and zero
+// lost updates for every (minority) fault, and that every fault still let
+// holders through.
+func runSafety(t *testing.T, f redlocktest.Fleet, perScenario time.Duration) {
+	reg, err := redisproc.Start(redisproc.Options{})
+	if err != nil {
+		t.Fatalf("start the register server: %v", err)
+	}
+	t.Cleanup(func() { _ = reg.Close() })
+
+	cfg := safety.Config{
+		Fleet: f,
+		Client: safety.ClientSpec{
+			NodeTimeout:       nodeTimeout,
+			ReconnectInterval: reconnectInterval,
+			DialTimeout:       dialTimeout,
+			ReleaseTimeout:    time.Second,
+			Logger:            debugLogger(t),
+		},
+		Register:        reg.Addr(),
+		TTL:             safetyTTL,
+		Goroutines:      3,
+		Children:        2,
+		ChildGoroutines: 3,
+		MaxOps:          1500,
+		ChildRun:        "^TestHelperProcess$",
+		Dir:             t.TempDir(),
+		Logf:            t.Logf,
+	}
+	var reports []safety.Report
+	for _, sc := range safetyScenarios(perScenario) {
+		t0 := time.Now()
+		rep, err := safety.Run(t.Context(), cfg, sc)
+		if err != nil {
+			t.Fatalf("%s: %v", sc.Name, err)
+		}
+		t.Logf("%s: %d attempts, %d holds in %v", sc.Name, rep.Attempts, rep.Holds, time.Since(t0).Round(time.Millisecond))
+		if top := rep.TopUnavailable(3); len(top) > 0 {
+			t.Logf("%s: %d attempts without a quorum of answers, e.g.:\n  %s", sc.Name, rep.Unavailable, strings.Join(top, "\n  "))
+		}
+		reports = append(reports, rep)
+	}
+	t.Logf("safety under faults (%d groups × %d masters, TTL %v, NodeTimeout %v):\n%s",
+		f.Groups(), f.MastersPerGroup(), safetyTTL, nodeTimeout, safety.Table(reports))
+
+	for _, rep := range reports {
+		for _, p := range rep.Problems {
+			t.Errorf("%s: %s", rep.Name, p)
+		}
+		if rep.Processes < 3 {
+			t.Errorf("%s: holders ran in %d processes, want 3", rep.Name, rep.Processes)
+		}
+		for _, o := range rep.Overlaps {
+			t.Errorf("%s: OVERLAP %v", rep.Name, o)
+		}
+		if rep.LostUpdates != 0 || rep.Phantoms != 0 {
+			t.Errorf("%s: %d lost and %d phantom register updates: %+v", rep.Name, rep.LostUpdates, rep.Phantoms, rep.Registers)
+		}
+		if rep.DuplicateTokens != 0 {
+			t.Errorf("%s: %d tokens handed out twice", rep.Name, rep.DuplicateTokens)
+		}
+		// Liveness: a minority fault never stops the lock.
+		if rep.Holds == 0 || rep.Sections == 0 {
+			t.Errorf("%s: no lock obtained in %d attempts", rep.Name, rep.Attempts)
+		}
+		if rep.Name != "none" && rep.Faults == 0 {
+			t.Errorf("%s: no fault was injected", rep.Name)
+		}
+	}
+}
+
+// TestSafetyUnderFaults is the safety checker on containers: 3 groups × 3
+// masters, holders as goroutines and as 2 separate OS processes, while a
+// minority of every group is killed (restarted after the TTL), paused,
+// partitioned, or restarted with AOF always.
+func TestSafetyUnderFaults(t *testing.T) {
+	f := startContainers(t, 3, 3)
+	runSafety(t, f, 7*time.Second)
+}
+
+// TestSafetyUnderFaultsProcesses is the same checker on redis-server
+// processes (no Docker needed, quick): an extra, not a replacement.
+func TestSafetyUnderFaultsProcesses(t *testing.T) {
+	f := startProcesses(t, 3, 3)
+	runSafety(t, f, 4*time.Second)
+}
+
+// TestSafetyCheckerCatchesUnsafeLocks guards the checker itself: it must
+// report overlaps and lost updates when the "lock" protects nothing. Each
+// holder locks through its own one-master fleet, a different master each,
+// so all of them hold the same resource at once.
+func TestSafetyCheckerCatchesUnsafeLocks(t *testing.T) {
+	f := startProcesses(t, 1, 3)
+	reg, err := redisproc.Start(redisproc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = reg.Close() })
+	until := time.Now().Add(1500 * time.Millisecond)
+	var mu sync.Mutex
+	var records []safety.Record
+	var wg sync.WaitGroup
+	for i, addr := range f.Addrs()[0] {
+		h := safety.HolderSpec{Name: fmt.Sprintf("h%d", i), Resources: []string{"shared"}, TTL: 200 * time.Millisecond,
+			Until: until, MaxOps: 300, MaxHold: 5 * time.Millisecond, MaxPause: 2 * time.Millisecond, Margin: 20 * time.Millisecond}
+		wg.Go(func() {
+			recs, err := safety.RunHolders(t.Context(), safety.ClientSpec{Cluster: [][]string{{addr}}, NodeTimeout: nodeTimeout}, reg.Addr(), []safety.HolderSpec{h})
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			records = append(records, recs...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	r := safety.NewRegister(reg.Addr(), 1)
+	defer r.Close()
+	final, err := r.Finals(t.Context(), []string{"shared"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := safety.Check("no real lock (3 independent one-master fleets)", records, final)
+	rep.Processes = 1
+	t.Logf("\n%s", safety.Table([]safety.Report{rep}))
+	if len(rep.Overlaps) == 0 || rep.LostUpdates == 0 {
+		t.Fatalf("the checker missed an unprotected critical section: %d overlaps, %d lost updates in %d holds",
+			len(rep.Overlaps), rep.LostUpdates, rep.Holds)
+	}
+}
+
+// debugLogger logs the parent holders' master down/up events when
+// QUORUMLOCK_DEBUG is set.
+func debugLogger(t *testing.T) *slog.Logger {
+	if os.Getenv("QUORUMLOCK_DEBUG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(&testWriter{t: t}, nil))
+}
