@@ -18,6 +18,7 @@ type stats struct {
 	errs     atomic.Int64
 	firstErr atomic.Pointer[string]
 	elapsed  time.Duration // wall time the implementation ran (throughput)
+	rounds   []float64     // ops/s of each throughput round
 }
 
 func (s *stats) fail(err error) {
@@ -99,6 +100,7 @@ func throughputRun(l locker, conc int, dur time.Duration, maxOps int64, nm *name
 	defer cancel()
 	var claimed atomic.Int64
 	var wg sync.WaitGroup
+	before := s.ok.Load()
 	start := time.Now()
 	for g := 0; g < conc; g++ {
 		wg.Add(1)
@@ -123,7 +125,9 @@ func throughputRun(l locker, conc int, dur time.Duration, maxOps int64, nm *name
 		}()
 	}
 	wg.Wait()
-	s.elapsed += time.Since(start)
+	el := time.Since(start)
+	s.elapsed += el
+	s.rounds = append(s.rounds, float64(s.ok.Load()-before)/el.Seconds())
 }
 
 // throughputRounds interleaves the implementations: rounds × each one for

@@ -240,11 +240,11 @@ func (r *report) markdown() string {
 		if redsyncName != "" {
 			w(" vs %s |", redsyncName)
 		}
-		w(" p50 | p99 | cycles | errors |\n|---|---|---|")
+		w(" p50 | p99 | cycles | errors | ops/s per round |\n|---|---|---|")
 		if redsyncName != "" {
 			w("---|")
 		}
-		w("---|---|---|---|\n")
+		w("---|---|---|---|---|\n")
 		for _, n := range order {
 			s := m[n]
 			if s == nil {
@@ -254,7 +254,11 @@ func (r *report) markdown() string {
 			if redsyncName != "" {
 				w(" %s |", x(ratio(s.throughput(), m[redsyncName].throughput())))
 			}
-			w(" %s | %s | %d | %s |\n", us(s.p(.5)), us(s.p(.99)), s.ok.Load(), errText(s))
+			var rs []string
+			for _, v := range s.rounds {
+				rs = append(rs, ops(v))
+			}
+			w(" %s | %s | %d | %s | %s |\n", us(s.p(.5)), us(s.p(.99)), s.ok.Load(), errText(s), strings.Join(rs, " / "))
 		}
 		w("\n")
 	}
@@ -369,7 +373,8 @@ func (r *report) scaleMarkdown(b *strings.Builder, s *scaleResult) {
 		if s.LoadFirstErr != "" {
 			e += ", first: " + short(s.LoadFirstErr)
 		}
-		w("| lock+unlock/s, %d goroutines over all groups | %s (errors: %s) |\n", s.LoadConc, ops(s.LoadOps), e)
+		w("| lock+unlock/s, %d goroutines over all groups for %v, after a cold start | %s (errors: %s) |\n", s.LoadConc, r.Plan.scaleLoad, ops(s.LoadOps), e)
+		w("| … the cold start (%v, not in the line above: each master's second connection is dialed on first use) | %s lock+unlock/s, %d errors |\n", s.ColdDur, ops(s.ColdOps), s.ColdErrs)
 		w("| commands per group under that load, max / average | %.3f (only ≈ %.0f cycles per group: sampling noise dominates; the 1M-resource column below is the balance figure) |\n", s.LoadMaxAvg, float64(s.LoadCycles)/float64(max(s.Groups, 1)))
 	}
 	w("\nRouting (`Client.Route`, groups of 3 unreachable loopback masters — New succeeds with masters down — so no server is involved):\n\n")
@@ -397,6 +402,7 @@ func (r *report) scaleMarkdown(b *strings.Builder, s *scaleResult) {
 func (r *report) findings() []string {
 	var out []string
 	ts := r.targets()
+	out = append(out, fmt.Sprintf("This run's load average (1/5/15 min) was %s at the start and %s at the end, on %s cores shared with other work: absolute figures are depressed and noisy; the ratios, measured in interleaved rounds, are the figures to read (the per-round ops/s columns show how steady they were).", r.LoadStart, r.LoadEnd, r.machine("nproc")))
 	miss := func(i int) bool { return i < len(ts) && !ts[i].ok }
 	p50 := func(m map[string]*stats, n string) time.Duration {
 		if s := m[n]; s != nil {
@@ -412,13 +418,13 @@ func (r *report) findings() []string {
 		out = append(out, "Slow master: quorumlock should return at quorum (redlock/quorum.go `fanout` breaks out as soon as a quorum said yes); a p50 above 1.2× the floor means the slow master's commands delayed the others — look for shared state between the masters' writers in redlock/node.go.")
 	}
 	if miss(3) || miss(4) {
-		out = append(out, "Throughput below target: it comes from batching (commands per pipeline, printed by `redlock bench`); few commands per pipeline means the writers in redlock/node.go drain their queues before others pile up.")
+		out = append(out, "Throughput below target: quorumlock's throughput comes from batching (commands per pipeline, printed by `redlock bench`): the writers in redlock/node.go (`writeLoop`, two per master with the default PoolSize 2) send whatever piled up as one pipeline. With 32 goroutines × 5 masters the batches are small and every pipeline still costs the writer a wake-up, a pool acquire and a syscall pair; when the machine is loaded those per-pipeline costs dominate. Check the per-round columns: a round-to-round spread larger than the gap to the target means the run was too noisy to judge.")
 	}
 	if miss(5) {
 		out = append(out, "Allocations above half of redsync's: profile `go test -bench LockUnlock -memprofile` in bench/; the per-command go-redis `Cmd` and the fan-out's channel in redlock/quorum.go are the usual sources.")
 	}
 	if miss(6) {
-		out = append(out, fmt.Sprintf("One-master latency (quorumlock-1 %s vs bsm %s vs raw SET %s): a one-master group still goes through the fan-out machinery — redlock/quorum.go `fanout` has no one-master branch, so each command is handed to the master's writer goroutine (redlock/node.go `submit` → `writeLoop` → `exec`: pool acquire, pipeline, reply channel) and back, two goroutine switches per command that bsm, calling go-redis on the caller's goroutine, does not pay. DESIGN.md asks for a one-master group to call its master directly; that path (an inline send when the writer's queue is empty, keeping the writer for concurrent callers) is missing in redlock/, so this target cannot be met from the tool side.",
+		out = append(out, fmt.Sprintf("One-master latency (quorumlock-1 %s vs bsm %s vs raw SET %s): a one-master group still goes through the fan-out machinery — redlock/quorum.go `fanout` has no one-master branch, so each command is handed to the master's writer goroutine (redlock/node.go `submit` → `writeLoop` → `exec`: pool acquire, pipeline, reply channel) and back, two goroutine switches per command that bsm, calling go-redis on the caller's goroutine, does not pay. DESIGN.md asks for a one-master group to call its master directly; that path (an inline send when the writer's queue is empty, keeping the writer for concurrent callers) is missing in redlock/: this target needs a change there.",
 			us(p50(r.OneLatency, "quorumlock-1")), us(p50(r.OneLatency, "bsm/redislock")), us(p50(r.OneLatency, "raw SET"))))
 	}
 	if miss(7) || miss(8) {
@@ -433,6 +439,9 @@ func (r *report) findings() []string {
 	if a, b := r.GroupsTP["quorumlock 1×5"], r.GroupsTP["quorumlock 3×5"]; a != nil && b != nil && b.throughput() < a.throughput()*0.8 {
 		out = append(out, fmt.Sprintf("3 groups × 5 reached %.0f lock+unlock/s at 32 goroutines vs %.0f for 1 × 5: the same load spread over 3× more masters makes every writer's batches 3× smaller (more syscalls per lock), and on 2 cores the 15 servers compete with the client for CPU. On a fleet whose masters have their own cores, groups add capacity; here they cannot.", b.throughput(), a.throughput()))
 	}
+	if s := r.Scale; s != nil && s.LoadErrs > 0 {
+		out = append(out, fmt.Sprintf("Scale load: %d of %d cycles failed, with masters that did not answer within NodeTimeout (100 ms): %d redis-server processes and the client on %s cores. They are timeouts of an overloaded machine, not wrong answers.", s.LoadErrs, s.LoadErrs+s.LoadCycles, s.Masters, r.machine("nproc")))
+	}
 	if s := r.Scale; s != nil && len(s.Route) > 0 {
 		rr := s.Route[len(s.Route)-1]
 		for _, x := range s.Route {
@@ -445,11 +454,20 @@ func (r *report) findings() []string {
 			out = append(out, fmt.Sprintf("Adding a group moves more than the ideal share (e.g. %.2f%% vs 1/(n+1) = %.2f%% at %d groups, %.2f%% of it between old groups): consistent hashing with bounded loads (redlock/ring.go: buraksezer/consistent, Load %s) caps every group's partitions, so the newcomer also shifts partitions among the existing groups. The balance (ring share max/avg ≈ 1.15) is what the cap buys.", rr.Moved*100, rr.IdealMoved*100, rr.Groups, rr.MovedBetween*100, "1.15"))
 		}
 		last := s.Route[len(s.Route)-1]
-		if len(s.Route) > 1 && last.NewTime > 5*s.Route[len(s.Route)-2].NewTime {
+		if len(s.Route) > 1 && last.NewTime > 500*time.Millisecond {
 			out = append(out, fmt.Sprintf("redlock.New over %d groups took %v (%d groups: %v): the dials run in parallel; a CPU profile of New over 1000 groups puts ≈ 60%% of it in buraksezer/consistent.New, whose `add` re-sorts the whole ring after each member (quadratic in the number of groups; redlock/ring.go `newRing`). Building the ring's sorted hashes once would make it linear.", last.Groups, last.NewTime.Round(time.Millisecond), s.Route[len(s.Route)-2].Groups, s.Route[len(s.Route)-2].NewTime.Round(time.Millisecond)))
 		}
 	}
 	return out
+}
+
+func (r *report) machine(key string) string {
+	for _, kv := range r.Machine {
+		if kv[0] == key {
+			return kv[1]
+		}
+	}
+	return "?"
 }
 
 func errText(s *stats) string {
