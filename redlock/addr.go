@@ -60,6 +60,9 @@ func parseAddress(raw string) (address, error) {
 		case "rediss":
 			a.tls = true
 		default:
+			if !validScheme(rest[:i]) { // whatever precedes "://" may be "user:password@…"
+				return a, errors.New("unsupported or malformed scheme (want redis:// or rediss://)")
+			}
 			return a, fmt.Errorf("unsupported scheme %q (want redis:// or rediss://)", rest[:i])
 		}
 		rest = rest[i+3:]
@@ -116,8 +119,8 @@ func parseAddress(raw string) (address, error) {
 	if host == "" {
 		return a, errors.New("missing host")
 	}
-	if strings.ContainsAny(host, "[]") {
-		return a, fmt.Errorf("bad host %q", host)
+	if strings.ContainsAny(host, "[]") || !validHost(host) {
+		return a, fmt.Errorf("bad host %q (want an IP address or a DNS name)", truncate(host, 64))
 	}
 	if port != "" {
 		p, err := strconv.Atoi(port)
@@ -162,20 +165,55 @@ func unescape(s string) (string, error) {
 	return b.String(), nil
 }
 
-// redactAddress hides the password of a URL-form address.
+// redactAddress hides the password of an address: in a URL
+// "scheme://user:PASSWORD@host" and in malformed spellings of one
+// ("redis:/user:PASSWORD@host", "user:PASSWORD@host"), whatever lies between
+// the first ':' of the user-info and the last '@' becomes "xxxxx".
 func redactAddress(raw string) string {
-	i := strings.Index(raw, "://")
-	if i < 0 {
-		return raw
-	}
-	rest := raw[i+3:]
-	at := strings.LastIndex(rest, "@")
+	at := strings.LastIndex(raw, "@")
 	if at < 0 {
 		return raw
 	}
-	user, _, hasPass := strings.Cut(rest[:at], ":")
-	if !hasPass {
+	start := 0
+	if i := strings.Index(raw, "://"); i >= 0 && i < at {
+		start = i + 3
+	}
+	c := strings.IndexByte(raw[start:at], ':')
+	if c < 0 {
 		return raw
 	}
-	return raw[:i+3] + user + ":xxxxx" + rest[at:]
+	return raw[:start+c+1] + "xxxxx" + raw[at:]
+}
+
+// validScheme reports whether s is an RFC 3986 scheme of at most 32 bytes.
+func validScheme(s string) bool {
+	if s == "" || len(s) > 32 {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z':
+		case i > 0 && ('0' <= r && r <= '9' || r == '+' || r == '-' || r == '.'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validHost accepts the bytes of IP literals (IPv6 with a zone included) and
+// DNS names: ASCII letters, digits and ".-_:%". Anything else cannot be
+// dialed, and would make identities unstable (strings.ToLower rewrites
+// invalid UTF-8 as U+FFFD, so distinct inputs could share one identity).
+func validHost(h string) bool {
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '.' || c == '-' || c == '_' || c == ':' || c == '%':
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -138,7 +138,7 @@ func (c *Client) checkArgs(resource string, ttl time.Duration) error {
 	if min := minTTL(c.s.DriftFactor); ttl < min {
 		return &InputError{Arg: "ttl", Reason: fmt.Sprintf("%v is consumed by the clock-drift allowance (ttl × %g + 2ms); use at least %v", ttl, c.s.DriftFactor, min)}
 	}
-	if ttl > 1<<40*time.Millisecond/1024 {
+	if ttl > maxTTL {
 		return &InputError{Arg: "ttl", Reason: fmt.Sprintf("%v is too long", ttl)}
 	}
 	return nil

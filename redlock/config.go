@@ -112,6 +112,9 @@ const (
 	DefaultReleaseTimeout    = time.Second
 	DefaultMaxResourceLen    = 4096
 
+	// maxTTL is the longest TTL accepted.
+	maxTTL = 1 << 40 * time.Millisecond / 1024
+
 	// clockDriftFloor is the constant part of the drift allowance.
 	clockDriftFloor = 2 * time.Millisecond
 )
@@ -144,6 +147,10 @@ func (c Config) String() string {
 	b.WriteString("}")
 	return b.String()
 }
+
+// LogValue keeps slog handlers from printing the password (the JSON
+// handler would otherwise marshal the struct field by field).
+func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // GoString keeps %#v from printing the password.
 func (c Config) GoString() string { return c.String() }
@@ -209,6 +216,10 @@ func (c Config) validate() (*settings, error) {
 	if math.IsNaN(c.DriftFactor) || c.DriftFactor < 0 || c.DriftFactor >= 1 {
 		return nil, &ConfigError{Field: "DriftFactor", Value: fmt.Sprint(c.DriftFactor), Reason: "must be in [0, 1)"}
 	}
+	if m := minTTL(c.DriftFactor); m <= 0 || m > maxTTL {
+		return nil, &ConfigError{Field: "DriftFactor", Value: fmt.Sprint(c.DriftFactor),
+			Reason: "must be in [0, 1) and leave a usable TTL: ttl × DriftFactor + 2ms would consume every TTL up to " + maxTTL.String()}
+	}
 	if c.PoolSize > 1024 {
 		return nil, &ConfigError{Field: "PoolSize", Value: fmt.Sprint(c.PoolSize), Reason: "more than 1024 connections per master"}
 	}
@@ -268,7 +279,7 @@ func (c Config) validate() (*settings, error) {
 		for i, r := range grp {
 			a, err := parseAddress(r)
 			if err != nil {
-				return nil, &ConfigError{Field: field(g, i), Value: fmt.Sprintf("%q", redactAddress(truncate(r, 200))), Reason: err.Error()}
+				return nil, &ConfigError{Field: field(g, i), Value: fmt.Sprintf("%q", truncate(redactAddress(r), 200)), Reason: err.Error()}
 			}
 			if a.username == "" && a.password == "" {
 				a.username, a.password = c.Username, c.Password

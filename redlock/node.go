@@ -289,7 +289,7 @@ func newCmd(ctx context.Context, cl *call, eval bool) *redis.Cmd {
 		}
 		return redis.NewCmd(ctx, "evalsha", extendSHA, 1, a.key, a.token, a.ttl)
 	default:
-		return redis.NewCmd(ctx, "exists", a.key)
+		return redis.NewCmd(ctx, "type", a.key)
 	}
 }
 
@@ -309,12 +309,33 @@ func decode(op opKind, cmd *redis.Cmd) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	if op == opExists {
+		switch t, _ := cmd.Val().(string); t {
+		case "none":
+			return false, nil
+		case "string":
+			return true, nil
+		default:
+			return false, wrongTypeError(t)
+		}
+	}
 	v, err := cmd.Int64()
 	if err != nil {
 		return false, err
 	}
 	return v == 1, nil
 }
+
+// wrongTypeError is a key of another type where a lock's string should be.
+// It is a server answer (a redis.Error): the master is not marked down.
+type wrongTypeError string
+
+func (e wrongTypeError) Error() string {
+	return "WRONGTYPE the key holds a " + string(e) + ", not a lock"
+}
+
+// RedisError marks wrongTypeError as a server error (redis.Error).
+func (wrongTypeError) RedisError() {}
 
 func isNoScript(err error) bool {
 	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
@@ -370,6 +391,7 @@ func (n *node) reconnectLoop() {
 			n.lastErr.Store(&msg)
 			continue
 		}
+		n.reconnecting.Store(false) // first: a failure from now on must start a new loop
 		n.down.Store(false)
 		n.c.s.Logger.Info("redlock: master up", "master", n.addr.redacted,
 			"down_for", time.Since(time.Unix(0, n.downSince.Load())).Round(time.Millisecond))

@@ -238,10 +238,9 @@ func TestSecurityTLSMutual(t *testing.T) {
 
 const aclUser = "locker"
 
-// isLockedCmd is the command IsLocked sends. If IsLocked moves from EXISTS
-// to TYPE (so that a key of another type is WRONGTYPE, not "locked": see
-// TestResourceWrongTypeKey), change it here and "+exists" in ACL.md.
-const isLockedCmd = "exists"
+// isLockedCmd is the command IsLocked sends: TYPE, so that a key of another
+// type is reported as WRONGTYPE, not "locked" (see TestResourceWrongTypeKey).
+const isLockedCmd = "type"
 
 // minimalACL is the smallest rule set the lock client needs (see ACL.md),
 // without the commands in minus. keys is the key pattern, e.g. "~*" or "~lock:*".
