@@ -240,6 +240,14 @@ func (c *Client) attempt(ctx context.Context, resource string, ttl time.Duration
 			until: start.Add(ttl - driftAllowance(ttl, c.s.DriftFactor))}, nil
 	}
 	g.cleanup(key, token, ms, h, c.s.ReleaseTimeout)
+	if r.no > 0 && ctx.Err() == nil {
+		// SET NX answers "no" for a key of any type. Before calling the
+		// resource busy, make sure "no" did not mean a hash or a list sits
+		// at the lock's key: that is an error to report, not a lock to wait for.
+		if err := c.wrongType(ctx, g, key, h, resource); err != nil {
+			return nil, err
+		}
+	}
 	qe := g.quorumError(opAcquire, resource, r)
 	if r.yes >= g.quorum {
 		return nil, errors.Join(ErrNotObtained, qe, fmt.Errorf("redlock: lock %q: quorum reached but its validity ran out (the attempt took %v)", resource, time.Since(start)))
@@ -248,6 +256,19 @@ func (c *Client) attempt(ctx context.Context, resource string, ttl time.Duration
 		return nil, errors.Join(ErrNotObtained, qe, err)
 	}
 	return nil, errors.Join(ErrNotObtained, qe)
+}
+
+// wrongType returns a *QuorumError when a master of g holds a key of another
+// type than a lock's string at key.
+func (c *Client) wrongType(ctx context.Context, g *group, key string, h uint64, resource string) error {
+	r := g.fanout(ctx, opExists, key, "", 0, h, true, c.s.NodeTimeout)
+	for _, sl := range r.slots {
+		var wt wrongTypeError
+		if errors.As(sl.reply.err, &wt) {
+			return g.quorumError(opAcquire, resource, r)
+		}
+	}
+	return nil
 }
 
 // IsLocked reports whether a majority of the resource's group has its key

@@ -429,20 +429,26 @@ func TestResourceWrongTypeKey(t *testing.T) {
 		}
 	})
 
-	t.Run("TryLock and Lock (reported, not asserted)", func(t *testing.T) {
-		// SET NX on an existing key of any type answers nil before any type
-		// check: to the client it looks exactly like "busy".
+	t.Run("TryLock and Lock", func(t *testing.T) {
+		// SET NX answers nil for an existing key of any type; the client
+		// then checks the type so the hash is reported, not taken for busy.
 		toHash("wt-acquire")
 		l, err := c.TryLock(ctx, "wt-acquire", time.Second)
 		if l != nil {
 			t.Fatalf("TryLock over a hash obtained a lock")
 		}
-		if !errors.Is(err, ErrNotObtained) {
-			t.Fatalf("TryLock over a hash = %v; want ErrNotObtained", err)
+		var qe *QuorumError
+		if err == nil || errors.Is(err, ErrNotObtained) || !strings.Contains(err.Error(), "WRONGTYPE") || !errors.As(err, &qe) {
+			t.Fatalf("TryLock over a hash = %v; want a *QuorumError with WRONGTYPE, not ErrNotObtained", err)
 		}
-		t.Logf("TryLock over a hash: WRONGTYPE reported: %v; error: %v", strings.Contains(err.Error(), "WRONGTYPE"), err)
+		start := time.Now()
 		_, err = c.Lock(ctx, "wt-acquire", time.Second)
-		t.Logf("Lock over a hash: WRONGTYPE reported: %v; error: %v", strings.Contains(fmt.Sprint(err), "WRONGTYPE"), err)
+		if err == nil || errors.Is(err, ErrNotObtained) || !strings.Contains(err.Error(), "WRONGTYPE") {
+			t.Fatalf("Lock over a hash = %v; want WRONGTYPE, not ErrNotObtained", err)
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("Lock over a hash retried instead of reporting at once")
+		}
 		for _, s := range f[0] {
 			if got, _ := s.Do(ctx, "TYPE", "wt-acquire"); got != "+hash" {
 				t.Errorf("%s: the failed attempt's cleanup changed the hash: TYPE = %q", s.Addr(), got)

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/puddle/v2"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -133,20 +134,31 @@ func newNode(c *Client, a address) (*node, error) {
 	return n, nil
 }
 
-// submit hands a call to the writer chosen by the key's hash. It never blocks.
-func (n *node) submit(cl *call, hash uint64) {
+// submit hands a call to the writer chosen by the key's hash. It never
+// blocks. With direct set (a one-master group, whose caller has nothing else
+// to wait for), a call that finds its writer idle and a connection free is
+// sent by the caller itself: no goroutine hand-off. Otherwise it queues, and
+// is batched with the other callers' commands.
+func (n *node) submit(cl *call, hash uint64, direct bool) {
 	if n.c.closed.Load() {
 		cl.answer(false, ErrClosed)
 		return
 	}
 	if n.down.Load() {
 		n.keepCleanup(cl)
-		cl.answer(false, errNodeDown)
+		cl.answer(false, n.downErr())
 		return
 	}
 	q := n.writers[0]
 	if len(n.writers) > 1 {
 		q = n.writers[(hash>>32)%uint64(len(n.writers))]
+	}
+	if direct && len(q) == 0 {
+		if res, err := n.pool.pool.TryAcquire(context.Background()); err == nil {
+			one := [1]*call{cl}
+			n.run(res, one[:], nil)
+			return
+		}
 	}
 	select {
 	case q <- cl:
@@ -154,6 +166,20 @@ func (n *node) submit(cl *call, hash uint64) {
 		cl.answer(false, errQueueFull)
 	}
 }
+
+// downErr is the vote of a master marked down, with the error that put it
+// down (WRONGPASS, a TLS failure, connection refused…).
+func (n *node) downErr() error {
+	if e := n.lastErr.Load(); e != nil {
+		return &downError{last: *e}
+	}
+	return errNodeDown
+}
+
+type downError struct{ last string }
+
+func (e *downError) Error() string { return errNodeDown.Error() + " (" + e.last + ")" }
+func (e *downError) Unwrap() error { return errNodeDown }
 
 func (n *node) writeLoop(q chan *call) {
 	defer n.c.wg.Done()
@@ -194,7 +220,7 @@ func (n *node) exec(batch []*call, cmds []*redis.Cmd) []*redis.Cmd {
 	if n.down.Load() {
 		for _, cl := range batch {
 			n.keepCleanup(cl)
-			cl.answer(false, errNodeDown)
+			cl.answer(false, n.downErr())
 		}
 		return cmds
 	}
@@ -221,13 +247,20 @@ func (n *node) exec(batch []*call, cmds []*redis.Cmd) []*redis.Cmd {
 		}
 		return cmds
 	}
+	return n.run(res, live, cmds)
+}
+
+// run sends calls on the connection res (one pipeline), answers each call,
+// and gives the connection back — or destroys it and marks the master down
+// after a transport error.
+func (n *node) run(res *puddle.Resource[*pconn], calls []*call, cmds []*redis.Cmd) []*redis.Cmd {
 	pc := res.Value()
 	ctx := context.Background()
-	for _, cl := range live {
+	for _, cl := range calls {
 		cmds = append(cmds, newCmd(ctx, cl, false))
 	}
 	pc.send(ctx, cmds)
-	n.commands.Add(int64(len(live)))
+	n.commands.Add(int64(len(calls)))
 	n.pipelines.Add(1)
 
 	// Scripts unknown to the server (flushed, or a server that restarted
@@ -235,7 +268,7 @@ func (n *node) exec(batch []*call, cmds []*redis.Cmd) []*redis.Cmd {
 	var retry []*redis.Cmd
 	for i, cmd := range cmds {
 		if isNoScript(cmd.Err()) {
-			cmds[i] = newCmd(ctx, live[i], true)
+			cmds[i] = newCmd(ctx, calls[i], true)
 			retry = append(retry, cmds[i])
 		}
 	}
@@ -244,7 +277,7 @@ func (n *node) exec(batch []*call, cmds []*redis.Cmd) []*redis.Cmd {
 	}
 
 	var transportErr error
-	for i, cl := range live {
+	for i, cl := range calls {
 		ok, err := decode(cl.op, cmds[i])
 		if err != nil {
 			n.failures.Add(1)
@@ -418,7 +451,7 @@ func (n *node) connect() error {
 	now := time.Now()
 	for _, p := range pending {
 		if now.Before(p.expires) {
-			pipe.EvalSha(ctx, releaseScript.Hash(), []string{p.key}, p.token)
+			pipe.Eval(ctx, releaseScriptSrc, []string{p.key}, p.token) // EVAL: works even where SCRIPT LOAD is denied
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !isServerError(err) {
@@ -427,6 +460,13 @@ func (n *node) connect() error {
 		return err
 	}
 	res.Release()
+	// Open the rest of the pool now, so the first commands after start-up or
+	// a reconnect do not pay for dialing.
+	for i := 1; i < n.c.s.PoolSize; i++ {
+		if n.pool.pool.CreateResource(ctx) != nil {
+			break
+		}
+	}
 	return nil
 }
 

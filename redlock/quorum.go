@@ -46,9 +46,10 @@ func (g *group) fanout(ctx context.Context, op opKind, key, token string, ttlMs 
 	r := result{slots: make([]slot, n)}
 	args := newCmdArgs(key, token, ttlMs)
 	deadline := time.Now().Add(timeout)
+	direct := n == 1 // one master: nothing to wait for in parallel, send it ourselves when we can
 	for i, nd := range g.nodes {
 		r.slots[i].call = call{op: op, idx: i, key: key, token: token, ttlMs: ttlMs, args: args, deadline: deadline, out: out}
-		nd.submit(&r.slots[i].call, hash)
+		nd.submit(&r.slots[i].call, hash, direct)
 	}
 	pending := n
 	var timer *time.Timer
@@ -120,7 +121,7 @@ func (g *group) cleanup(key, token string, ttlMs int64, hash uint64, timeout tim
 	deadline := time.Now().Add(timeout)
 	for i, nd := range g.nodes {
 		calls[i] = call{op: opRelease, idx: i, key: key, token: token, ttlMs: ttlMs, args: args, deadline: deadline, cleanup: true, out: out}
-		nd.submit(&calls[i], hash)
+		nd.submit(&calls[i], hash, false)
 	}
 }
 

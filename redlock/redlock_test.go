@@ -235,6 +235,10 @@ func TestMajorityDownFailsFastAndLeavesNoKey(t *testing.T) {
 			if !strings.Contains(v.String(), "127.0.0.1:") {
 				t.Fatalf("vote does not name its master: %v", v)
 			}
+			// A master marked down says why: the error that put it down.
+			if errors.Is(v.Err, errNodeDown) && !strings.Contains(v.String(), "master is down (") {
+				t.Fatalf("down vote does not carry its cause: %v", v)
+			}
 		}
 		// Liveness bound, not a benchmark: about one NodeTimeout (+ dial), far below go-redis's 5 s defaults.
 		if took > cfg.NodeTimeout+cfg.DialTimeout+time.Second {
@@ -285,10 +289,8 @@ func TestRestartedMastersUsedAgain(t *testing.T) {
 	if err != nil {
 		t.Fatalf("after restart: %v", err)
 	}
-	for _, s := range f[0] {
-		if keyOn(t, s, "r") != l.Token() {
-			t.Fatalf("restarted master %s does not hold the key: not used again", s.Addr())
-		}
+	for _, s := range f[0] { // the lock returns at quorum: the last master may answer a moment later
+		eventually(t, 2*time.Second, "restarted master "+s.Addr()+" used again", func() bool { return keyOn(t, s, "r") == l.Token() })
 	}
 	_ = l.Release(ctx)
 }
@@ -421,10 +423,8 @@ func TestStaleHolder(t *testing.T) {
 	if err := old.Release(ctx); !errors.Is(err, ErrNotHeld) {
 		t.Fatalf("stale Release: %v, want ErrNotHeld", err)
 	}
-	for _, s := range f[0] {
-		if keyOn(t, s, "s") != cur.Token() {
-			t.Fatalf("the current holder lost its key on %s", s.Addr())
-		}
+	for _, s := range f[0] { // the stale calls must not have touched it; the lock returned at quorum, so wait for the last master
+		eventually(t, 2*time.Second, "current holder's key on "+s.Addr(), func() bool { return keyOn(t, s, "s") == cur.Token() })
 	}
 	if err := cur.Extend(ctx, 10*time.Second); err != nil {
 		t.Fatalf("current holder Extend: %v", err)
@@ -742,11 +742,15 @@ func TestScriptFlushFallsBackToEval(t *testing.T) {
 	if err := l.Release(ctx); err != nil {
 		t.Fatalf("Release after SCRIPT FLUSH: %v", err)
 	}
-	for _, s := range f[0] {
-		if keyOn(t, s, "nos") != "" {
-			t.Fatalf("key left on %s", s.Addr())
+	// Release returns at quorum; the last master answers a moment later.
+	eventually(t, 2*time.Second, "key released on every master", func() bool {
+		for _, s := range f[0] {
+			if keyOn(t, s, "nos") != "" {
+				return false
+			}
 		}
-	}
+		return true
+	})
 }
 
 func TestReleaseToken(t *testing.T) {
@@ -767,9 +771,7 @@ func TestReleaseToken(t *testing.T) {
 		t.Fatalf("ReleaseToken by another client: %v", err)
 	}
 	for _, s := range f[0] {
-		if keyOn(t, s, "rt") != "" {
-			t.Fatalf("key left on %s", s.Addr())
-		}
+		eventually(t, 2*time.Second, "key released on "+s.Addr(), func() bool { return keyOn(t, s, "rt") == "" })
 	}
 	var ie *InputError
 	if err := c2.ReleaseToken(ctx, "rt", ""); !errors.As(err, &ie) {
