@@ -154,7 +154,7 @@ func (n *node) submit(cl *call, hash uint64, direct bool) {
 		q = n.writers[(hash>>32)%uint64(len(n.writers))]
 	}
 	if direct && len(q) == 0 {
-		if res, err := n.pool.pool.TryAcquire(context.Background()); err == nil {
+		if res := n.pool.tryAcquire(); res != nil {
 			one := [1]*call{cl}
 			n.run(res, one[:], nil)
 			return

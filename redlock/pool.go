@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/jackc/puddle/v2"
@@ -87,6 +88,10 @@ func newConnPool(a address, s *settings) (*connPool, error) {
 			if err != nil {
 				return nil, err
 			}
+			raw, _ := nc.(syscall.Conn)
+			if tc, ok := nc.(*tls.Conn); ok {
+				raw, _ = tc.NetConn().(syscall.Conn)
+			}
 			cp.handoff <- nc // never blocks: at most MaxSize constructors run
 			cn := rc.EphemeralConn()
 			// The first command makes go-redis "dial": it takes a connection
@@ -100,7 +105,7 @@ func newConnPool(a address, s *settings) (*connPool, error) {
 				}
 				return nil, err
 			}
-			return &pconn{conn: cn, pipe: cn.Pipeline()}, nil
+			return &pconn{conn: cn, pipe: cn.Pipeline(), raw: raw}, nil
 		},
 		Destructor: func(pc *pconn) { _ = pc.conn.Close() },
 		MaxSize:    int32(s.PoolSize + 1),
@@ -117,6 +122,19 @@ func newConnPool(a address, s *settings) (*connPool, error) {
 type pconn struct {
 	conn *redis.Conn
 	pipe redis.Pipeliner
+	raw  syscall.Conn // the TCP socket under conn, for the liveness peek
+}
+
+// staleAfter is how long a connection may sit idle before it is checked
+// (one non-blocking peek) when it is taken from the pool.
+const staleAfter = time.Millisecond
+
+// usable reports whether an idle connection can be handed out: a server
+// that restarted or closed it while idle is noticed here, before a command is
+// written to it — so no command is ever retried, and the master is not
+// marked down for a connection it closed on purpose.
+func usable(res *puddle.Resource[*pconn]) bool {
+	return res.IdleDuration() < staleAfter || res.Value().raw == nil || connAlive(res.Value().raw)
 }
 
 // send writes cmds and reads their replies: a lone command directly, several
@@ -132,9 +150,30 @@ func (pc *pconn) send(ctx context.Context, cmds []*redis.Cmd) {
 	_, _ = pc.pipe.Exec(ctx)
 }
 
-// acquire returns a connection, dialing one if none is idle.
+// acquire returns a live connection, dialing one if none is idle. Idle
+// connections the server closed are destroyed on the way.
 func (p *connPool) acquire(ctx context.Context) (*puddle.Resource[*pconn], error) {
-	return p.pool.Acquire(ctx)
+	for {
+		res, err := p.pool.Acquire(ctx)
+		if err != nil || usable(res) {
+			return res, err
+		}
+		res.Destroy()
+	}
+}
+
+// tryAcquire returns an idle live connection, or nil at once.
+func (p *connPool) tryAcquire() *puddle.Resource[*pconn] {
+	for {
+		res, err := p.pool.TryAcquire(context.Background())
+		if err != nil {
+			return nil
+		}
+		if usable(res) {
+			return res
+		}
+		res.Destroy()
+	}
 }
 
 // reset closes every idle connection (those in use are closed when returned).

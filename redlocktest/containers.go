@@ -213,6 +213,12 @@ func (f *ContainerFleet) start(ctx context.Context, groups, masters int, o optio
 	if err != nil {
 		return fmt.Errorf("redlocktest: find the Docker host: %w", err)
 	}
+	// A daemon reached over a unix socket is local, whatever DaemonHost
+	// guessed (testcontainers falls back to the default socket when a
+	// tcp:// DOCKER_HOST does not answer, and may then name a gateway).
+	if strings.HasPrefix(f.provider.Client().DaemonHost(), "unix://") {
+		host = "127.0.0.1"
+	}
 	// A local daemon: publish on loopback at fixed ports (stable addresses).
 	// A remote one: let it pick, and read the port after every start.
 	fixed := isLoopback(host)

@@ -131,13 +131,40 @@ type process struct {
 	// CLIENT KILL and can tell the server to listen again.
 	ctl     *redis.Client
 	ctlConn *redis.Conn
+	// frozen: SIGSTOPped. healOnThaw: a Reconnect came while frozen; a
+	// stopped process cannot run CONFIG SET, so thaw finishes it.
+	frozen, healOnThaw bool
 }
 
-func (p *process) addr() string                 { return p.srv.Addr() }
-func (p *process) kill(context.Context) error   { return p.srv.Kill() }
-func (p *process) start(context.Context) error  { return p.srv.Restart() }
-func (p *process) freeze(context.Context) error { return p.srv.Pause() }
-func (p *process) thaw(context.Context) error   { return p.srv.Resume() }
+func (p *process) addr() string { return p.srv.Addr() }
+func (p *process) kill(context.Context) error {
+	if p.healOnThaw { // the reconnection that was waiting for thaw is moot
+		_ = p.ctlConn.Close()
+		_ = p.ctl.Close()
+		p.ctl, p.ctlConn = nil, nil
+	}
+	p.frozen, p.healOnThaw = false, false
+	return p.srv.Kill()
+}
+func (p *process) start(context.Context) error { return p.srv.Restart() }
+func (p *process) freeze(context.Context) error {
+	if err := p.srv.Pause(); err != nil {
+		return err
+	}
+	p.frozen = true
+	return nil
+}
+func (p *process) thaw(ctx context.Context) error {
+	if err := p.srv.Resume(); err != nil {
+		return err
+	}
+	p.frozen = false
+	if p.healOnThaw {
+		p.healOnThaw = false
+		return p.heal(ctx, true)
+	}
+	return nil
+}
 
 func (p *process) wipe(context.Context) error {
 	err := os.Remove(filepath.Join(p.srv.Dir(), "dump.rdb"))
@@ -174,6 +201,10 @@ func (p *process) cut(ctx context.Context) error {
 
 func (p *process) heal(ctx context.Context, running bool) error {
 	if p.ctl == nil {
+		return nil
+	}
+	if running && p.frozen {
+		p.healOnThaw = true
 		return nil
 	}
 	if running {
