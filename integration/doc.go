@@ -39,8 +39,8 @@
 //     documented unsafe case (majority restarted without persistence), and
 //     that persistence prevents it.
 //
-// Known bugs of the packages under test are expected failures: the test
-// skips with "KNOWN BUG" while the bug reproduces and passes once it is
-// fixed; QUORUMLOCK_STRICT_KNOWN_BUGS=1 makes them fail instead.
+// Bugs this suite found in the packages under test (stale pooled connections
+// after a restart, Reconnect of a paused process master) are fixed; their
+// tests fail on a regression.
 // QUORUMLOCK_DEBUG=1 logs the safety holders' master down/up events.
 package integration

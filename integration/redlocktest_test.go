@@ -2,25 +2,17 @@ package integration
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/quorumlock/quorumlock/redlocktest"
 )
 
-// envStrictKnownBugs turns the expected failures of known bugs into failures.
-const envStrictKnownBugs = "QUORUMLOCK_STRICT_KNOWN_BUGS"
-
-// knownBug skips the test with the bug's description while the bug
-// reproduces (so the suite stays green until the fix lands, and turns green
-// by itself once it does), or fails it when QUORUMLOCK_STRICT_KNOWN_BUGS is set.
+// knownBug fails the test with the description of a bug that was found by
+// this suite and fixed: its test now guards against the regression.
 func knownBug(t *testing.T, format string, args ...any) {
 	t.Helper()
-	if os.Getenv(envStrictKnownBugs) != "" {
-		t.Fatalf("KNOWN BUG: "+format, args...)
-	}
-	t.Skipf("KNOWN BUG (set "+envStrictKnownBugs+"=1 to fail): "+format, args...)
+	t.Fatalf("regression of a fixed bug: "+format, args...)
 }
 
 // TestFleetReconnectWhilePaused: the fault harness heals a master that was
