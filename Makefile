@@ -20,6 +20,7 @@ image: deps
 
 ## test: everything, with the race detector
 test: deps image
+	cd bench/compare && $(GO) vet ./... && $(GO) build -o /dev/null .
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 12m ./...
 
