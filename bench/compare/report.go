@@ -374,7 +374,7 @@ func (r *report) scaleMarkdown(b *strings.Builder, s *scaleResult) {
 			e += ", first: " + short(s.LoadFirstErr)
 		}
 		w("| lock+unlock/s, %d goroutines over all groups for %v, after a cold start | %s (errors: %s) |\n", s.LoadConc, r.Plan.scaleLoad, ops(s.LoadOps), e)
-		w("| … the cold start (%v, not in the line above: each master's second connection is dialed on first use) | %s lock+unlock/s, %d errors |\n", s.ColdDur, ops(s.ColdOps), s.ColdErrs)
+		w("| … the first %v after New (a cold start, not in the line above) | %s lock+unlock/s, %d errors |\n", s.ColdDur, ops(s.ColdOps), s.ColdErrs)
 		w("| commands per group under that load, max / average | %.3f (only ≈ %.0f cycles per group: sampling noise dominates; the 1M-resource column below is the balance figure) |\n", s.LoadMaxAvg, float64(s.LoadCycles)/float64(max(s.Groups, 1)))
 	}
 	w("\nRouting (`Client.Route`, groups of 3 unreachable loopback masters — New succeeds with masters down — so no server is involved):\n\n")
