@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,7 +9,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -136,7 +134,7 @@ func runScale(groups int, routeSizes []int, loadDur time.Duration, progress func
 		before := memAvailable()
 		t0 := time.Now()
 		var err error
-		servers, err = startMany(r.Masters, redisproc.Options{Args: []string{"--maxmemory", "2mb", "--io-threads", "1", "--hz", "1", "--maxclients", "64", "--databases", "1"}})
+		servers, err = redisproc.StartN(r.Masters, redisproc.Options{Args: []string{"--maxmemory", "2mb", "--io-threads", "1", "--hz", "1", "--maxclients", "64", "--databases", "1"}})
 		r.StartTime = time.Since(t0)
 		if err != nil {
 			r.Note = "starting them failed: " + err.Error()
@@ -230,35 +228,6 @@ func runScale(groups int, routeSizes []int, loadDur time.Duration, progress func
 		r.Route = append(r.Route, measureRoute(n))
 	}
 	return r
-}
-
-// startMany starts n servers, 8 at a time.
-func startMany(n int, opts redisproc.Options) ([]*redisproc.Server, error) {
-	servers := make([]*redisproc.Server, n)
-	errs := make([]error, n)
-	sem := make(chan struct{}, 8)
-	var wg sync.WaitGroup
-	for i := range servers {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			servers[i], errs[i] = redisproc.Start(opts)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		var ok []*redisproc.Server
-		for _, s := range servers {
-			if s != nil {
-				ok = append(ok, s)
-			}
-		}
-		redisproc.StopAll(ok)
-		return nil, err
-	}
-	return servers, nil
 }
 
 func shareMaxAvg(gs []redlock.GroupInfo) float64 {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -80,7 +79,7 @@ func startEmbedded(ef embeddedFlags) (*embedded, error) {
 	var addrs []string
 	e := &embedded{}
 	if useRedis {
-		servers, err := startRedis(n)
+		servers, err := redisproc.StartN(n, redisproc.Options{})
 		if err != nil {
 			return nil, fmt.Errorf("embedded fleet: %w", err)
 		}
@@ -102,35 +101,6 @@ func startEmbedded(ef embeddedFlags) (*embedded, error) {
 		e.groups = append(e.groups, addrs[g*ef.masters:(g+1)*ef.masters])
 	}
 	return e, nil
-}
-
-// startRedis starts n redis-server processes, a few at a time.
-func startRedis(n int) ([]*redisproc.Server, error) {
-	servers := make([]*redisproc.Server, n)
-	errs := make([]error, n)
-	sem := make(chan struct{}, 8)
-	var wg sync.WaitGroup
-	for i := range servers {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			servers[i], errs[i] = redisproc.Start(redisproc.Options{})
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		var started []*redisproc.Server
-		for _, s := range servers {
-			if s != nil {
-				started = append(started, s)
-			}
-		}
-		redisproc.StopAll(started)
-		return nil, err
-	}
-	return servers, nil
 }
 
 var versionRE = regexp.MustCompile(`v=([0-9][0-9.]*)`)

@@ -104,18 +104,34 @@ func Start(opts Options) (*Server, error) {
 	return nil, lastErr
 }
 
-// StartN starts n servers; on error the ones already started are stopped.
+// StartN starts n servers, a few at a time, each in its own directory; on
+// error the ones already started are stopped.
 func StartN(n int, opts Options) ([]*Server, error) {
-	servers := make([]*Server, 0, n)
-	for i := 0; i < n; i++ {
-		o := opts
-		o.Dir = "" // each server its own directory
-		s, err := Start(o)
-		if err != nil {
-			StopAll(servers)
-			return nil, err
+	servers := make([]*Server, n)
+	errs := make([]error, n)
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i := range servers {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			o := opts
+			o.Dir = "" // each server its own directory
+			servers[i], errs[i] = Start(o)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		var started []*Server
+		for _, s := range servers {
+			if s != nil {
+				started = append(started, s)
+			}
 		}
-		servers = append(servers, s)
+		StopAll(started)
+		return nil, err
 	}
 	return servers, nil
 }
