@@ -236,7 +236,7 @@ func (c *Client) attempt(ctx context.Context, resource string, ttl time.Duration
 	r := g.fanout(ctx, opAcquire, key, token, ms, h, false, c.s.NodeTimeout)
 	valid := validity(ttl, time.Since(start), c.s.DriftFactor)
 	if r.yes >= g.quorum && valid > 0 {
-		return &Lock{c: c, g: g, hash: h, resource: resource, key: key, token: token,
+		return &Lock{c: c, g: g, hash: h, resource: resource, key: key, token: token, ttl: ttl,
 			until: start.Add(ttl - driftAllowance(ttl, c.s.DriftFactor))}, nil
 	}
 	g.cleanup(key, token, ms, h, c.s.ReleaseTimeout)

@@ -19,7 +19,8 @@ type Lock struct {
 	token    string
 
 	mu    sync.Mutex
-	until time.Time // monotonic; zero once released or known lost
+	until time.Time     // monotonic; zero once released or known lost
+	ttl   time.Duration // of the last successful acquire or extend
 }
 
 // Resource is the resource the lock was acquired for.
@@ -79,7 +80,7 @@ func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 	defer l.mu.Unlock()
 	switch {
 	case r.yes >= l.g.quorum && valid > 0:
-		l.until = newUntil
+		l.until, l.ttl = newUntil, ttl
 		return nil
 	case r.no >= l.g.quorum:
 		l.until = time.Time{}
@@ -107,9 +108,15 @@ func (l *Lock) Release(ctx context.Context) error {
 		return ErrClosed
 	}
 	l.mu.Lock()
+	// A master that misses the release (down, or no answer in time) gets it
+	// when it is back, as long as the key may still exist there.
+	var keep time.Duration
+	if !l.until.IsZero() {
+		keep = time.Until(l.until) + driftAllowance(l.ttl, c.s.DriftFactor)
+	}
 	l.until = time.Time{}
 	l.mu.Unlock()
-	return c.release(ctx, l.g, l.hash, l.resource, l.key, l.token)
+	return c.release(ctx, l.g, l.hash, l.resource, l.key, l.token, keep)
 }
 
 // ReleaseToken releases resource where its key still holds token, exactly as
@@ -128,11 +135,18 @@ func (c *Client) ReleaseToken(ctx context.Context, resource, token string) error
 		return ErrClosed
 	}
 	g, h := c.route(resource)
-	return c.release(ctx, g, h, resource, c.s.KeyPrefix+resource, token)
+	return c.release(ctx, g, h, resource, c.s.KeyPrefix+resource, token, 0)
 }
 
-func (c *Client) release(ctx context.Context, g *group, hash uint64, resource, key, token string) error {
-	r := g.fanout(ctx, opRelease, key, token, 0, hash, true, c.s.NodeTimeout)
+// release sends the compare-and-delete to every master of g. Masters that
+// miss it keep it for up to keep (the key's remaining life) and send it when
+// they are back.
+func (c *Client) release(ctx context.Context, g *group, hash uint64, resource, key, token string, keep time.Duration) error {
+	var keepMs int64
+	if keep > 0 {
+		keepMs = ttlMillis(keep)
+	}
+	r := g.fanout(ctx, opRelease, key, token, keepMs, hash, true, c.s.NodeTimeout)
 	switch {
 	case r.yes >= g.quorum:
 		return nil

@@ -48,7 +48,10 @@ func (g *group) fanout(ctx context.Context, op opKind, key, token string, ttlMs 
 	deadline := time.Now().Add(timeout)
 	direct := n == 1 // one master: nothing to wait for in parallel, send it ourselves when we can
 	for i, nd := range g.nodes {
-		r.slots[i].call = call{op: op, idx: i, key: key, token: token, ttlMs: ttlMs, args: args, deadline: deadline, out: out}
+		// A release with a known key lifetime (ttlMs) is kept by a master
+		// that misses it, and sent when that master is back.
+		r.slots[i].call = call{op: op, idx: i, key: key, token: token, ttlMs: ttlMs, args: args, deadline: deadline,
+			cleanup: op == opRelease && ttlMs > 0, out: out}
 		nd.submit(&r.slots[i].call, hash, direct)
 	}
 	pending := n

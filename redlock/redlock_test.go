@@ -778,3 +778,38 @@ func TestReleaseToken(t *testing.T) {
 		t.Fatalf("empty token: %v", err)
 	}
 }
+
+// TestReleaseReachesAPausedMaster: a master that misses a release (paused)
+// gets it when it is back, instead of keeping the key until its TTL.
+func TestReleaseReachesAPausedMaster(t *testing.T) {
+	f := fleet(t, 1, 3)
+	cfg := faultConfig(f)
+	c := newClient(t, cfg)
+	ctx := context.Background()
+	l, err := c.Lock(ctx, "rp", 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paused := f[0][2]
+	eventually(t, 2*time.Second, "key on the master to pause", func() bool { return keyOn(t, paused, "rp") == l.Token() })
+	if err := paused.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	defer paused.Resume()
+	// Another lock's traffic times out on the paused master: it is marked
+	// down, so the release below is not even sent to it.
+	other, err := c.TryLock(ctx, "rp-other", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "paused master marked down", func() bool { return !c.MasterStats()[2].Up })
+	if err := l.Release(ctx); err != nil {
+		t.Fatalf("Release with one of 3 masters down: %v", err)
+	}
+	_ = other.Release(ctx)
+	if err := paused.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	// Far sooner than the 30 s TTL: the kept release is sent on reconnect.
+	eventually(t, 10*time.Second, "released on the master that was paused", func() bool { return keyOn(t, paused, "rp") == "" })
+}
