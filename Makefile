@@ -36,3 +36,4 @@ results: deps
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseAddress -fuzztime=60s ./redlock/
 	$(GO) test -run='^$$' -fuzz=FuzzConfigValidate -fuzztime=60s ./redlock/
+	$(GO) test -run='^$$' -fuzz=FuzzResource -fuzztime=60s ./redlock/
