@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,104 +26,108 @@ const connBufferSize = 8 << 10
 // Dialing is done here, not by go-redis: its pool counts dial failures and,
 // past PoolSize of them, refuses to dial and starts a goroutine of its own
 // that redials every second — which would both delay our reconnects and
-// outlive Close. So the constructor dials (TCP, then TLS) itself and hands
-// the live connection to go-redis's dialer through a channel; go-redis then
-// only runs AUTH/SELECT and the protocol on it.
+// outlive Close. So the constructor dials (TCP, then TLS) itself and gives
+// the socket to a go-redis client of its own whose dialer returns exactly
+// that socket, once; go-redis then runs AUTH/SELECT and the protocol on it.
+// Each pooled connection thus knows its socket (for the liveness peek), and
+// go-redis never dials — nor fails to.
 type connPool struct {
-	rc       *redis.Client // speaks the protocol on connections dialed by the constructor
-	pool     *puddle.Pool[*pconn]
-	handoff  chan net.Conn // dialed connections on their way to go-redis
-	dialWait time.Duration
+	newOpts func(dial func(context.Context, string, string) (net.Conn, error)) *redis.Options
+	dial    func(ctx context.Context) (net.Conn, error)
+	pool    *puddle.Pool[*pconn]
 }
 
-var errNotPreDialed = errors.New("redlock: go-redis tried to dial on its own")
+var errNotPreDialed = errors.New("redlock: go-redis tried to dial a second time")
 
 func newConnPool(a address, s *settings) (*connPool, error) {
-	opts := &redis.Options{
-		Addr:                  a.hostPort(),
-		Username:              a.username,
-		Password:              a.password,
-		DB:                    a.db,
-		Protocol:              2,
-		DisableIdentity:       true,
-		MaxRetries:            -1,
-		DialTimeout:           s.DialTimeout,
-		DialerRetries:         1,
-		ReadTimeout:           s.NodeTimeout,
-		WriteTimeout:          s.NodeTimeout,
-		ContextTimeoutEnabled: false,          // Read/WriteTimeout bound every command: no context per batch
-		PoolSize:              s.PoolSize + 1, // as many as the puddle pool holds
-		PoolTimeout:           s.DialTimeout,
-		ReadBufferSize:        connBufferSize,
-		WriteBufferSize:       connBufferSize,
-	}
 	var tlsCfg *tls.Config
 	if a.tls || s.TLSConfig != nil {
 		tlsCfg = tlsConfigFor(a, s)
 	}
 	netDialer := &net.Dialer{Timeout: s.DialTimeout, KeepAlive: 30 * time.Second}
-	dial := func(ctx context.Context) (net.Conn, error) {
-		if tlsCfg != nil {
-			return (&tls.Dialer{NetDialer: netDialer, Config: tlsCfg}).DialContext(ctx, "tcp", a.hostPort())
-		}
-		return netDialer.DialContext(ctx, "tcp", a.hostPort())
-	}
-	cp := &connPool{handoff: make(chan net.Conn, s.PoolSize+1), dialWait: s.DialTimeout}
-	opts.Dialer = func(ctx context.Context, _, _ string) (net.Conn, error) {
-		t := time.NewTimer(cp.dialWait)
-		defer t.Stop()
-		select {
-		case nc := <-cp.handoff:
-			return nc, nil
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-t.C:
-			return nil, errNotPreDialed
-		}
-	}
-	rc := redis.NewClient(opts)
-	cp.rc = rc
-	pool, err := puddle.NewPool(&puddle.Config[*pconn]{
-		Constructor: func(ctx context.Context) (*pconn, error) {
-			nc, err := dial(ctx)
-			if err != nil {
-				return nil, err
+	cp := &connPool{
+		newOpts: func(dial func(context.Context, string, string) (net.Conn, error)) *redis.Options {
+			return &redis.Options{
+				Addr:                  a.hostPort(),
+				Dialer:                dial,
+				Username:              a.username,
+				Password:              a.password,
+				DB:                    a.db,
+				Protocol:              2,
+				DisableIdentity:       true,
+				MaxRetries:            -1,
+				DialTimeout:           s.DialTimeout,
+				DialerRetries:         1,
+				ReadTimeout:           s.NodeTimeout,
+				WriteTimeout:          s.NodeTimeout,
+				ContextTimeoutEnabled: false, // Read/WriteTimeout bound every command: no context per batch
+				PoolSize:              1,
+				PoolTimeout:           s.DialTimeout,
+				ReadBufferSize:        connBufferSize,
+				WriteBufferSize:       connBufferSize,
 			}
-			raw, _ := nc.(syscall.Conn)
-			if tc, ok := nc.(*tls.Conn); ok {
-				raw, _ = tc.NetConn().(syscall.Conn)
-			}
-			cp.handoff <- nc // never blocks: at most MaxSize constructors run
-			cn := rc.EphemeralConn()
-			// The first command makes go-redis "dial": it takes a connection
-			// from the handoff, authenticates, selects the database, PINGs.
-			if err := cn.Ping(ctx).Err(); err != nil {
-				_ = cn.Close()
-				select { // if go-redis never took it, close it here
-				case nc := <-cp.handoff:
-					_ = nc.Close()
-				default:
-				}
-				return nil, err
-			}
-			return &pconn{conn: cn, pipe: cn.Pipeline(), raw: raw}, nil
 		},
-		Destructor: func(pc *pconn) { _ = pc.conn.Close() },
-		MaxSize:    int32(s.PoolSize + 1),
+		dial: func(ctx context.Context) (net.Conn, error) {
+			if tlsCfg != nil {
+				return (&tls.Dialer{NetDialer: netDialer, Config: tlsCfg}).DialContext(ctx, "tcp", a.hostPort())
+			}
+			return netDialer.DialContext(ctx, "tcp", a.hostPort())
+		},
+	}
+	pool, err := puddle.NewPool(&puddle.Config[*pconn]{
+		Constructor: cp.construct,
+		Destructor:  func(pc *pconn) { pc.close() },
+		MaxSize:     int32(s.PoolSize + 1),
 	})
 	if err != nil {
-		_ = rc.Close()
 		return nil, fmt.Errorf("connection pool: %w", err)
 	}
 	cp.pool = pool
 	return cp, nil
 }
 
+// construct dials one connection, authenticates it and checks it with PING.
+func (cp *connPool) construct(ctx context.Context) (*pconn, error) {
+	nc, err := cp.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	raw, _ := nc.(syscall.Conn)
+	if tc, ok := nc.(*tls.Conn); ok {
+		raw, _ = tc.NetConn().(syscall.Conn)
+	}
+	var taken atomic.Bool
+	rc := redis.NewClient(cp.newOpts(func(context.Context, string, string) (net.Conn, error) {
+		if taken.Swap(true) {
+			return nil, errNotPreDialed
+		}
+		return nc, nil
+	}))
+	pc := &pconn{rc: rc, conn: rc.Conn(), raw: raw}
+	pc.pipe = pc.conn.Pipeline()
+	// The first command makes go-redis "dial" (take nc), authenticate,
+	// select the database; then it PINGs.
+	if err := pc.conn.Ping(ctx).Err(); err != nil {
+		pc.close()
+		if !taken.Swap(true) { // go-redis never took it
+			_ = nc.Close()
+		}
+		return nil, err
+	}
+	return pc, nil
+}
+
 // pconn is one pooled connection and its reusable pipeline.
 type pconn struct {
-	conn *redis.Conn
+	rc   *redis.Client // this connection's own client (go-redis pool of one)
+	conn *redis.Conn   // the sticky connection commands are sent on
 	pipe redis.Pipeliner
 	raw  syscall.Conn // the TCP socket under conn, for the liveness peek
+}
+
+func (pc *pconn) close() {
+	_ = pc.conn.Close()
+	_ = pc.rc.Close()
 }
 
 // staleAfter is how long a connection may sit idle before it is checked
@@ -220,18 +225,7 @@ func (p *connPool) ping(ctx context.Context) (time.Duration, error) {
 	return rtt, nil
 }
 
-func (p *connPool) close() {
-	p.pool.Close()
-	_ = p.rc.Close()
-	for {
-		select {
-		case nc := <-p.handoff:
-			_ = nc.Close()
-		default:
-			return
-		}
-	}
-}
+func (p *connPool) close() { p.pool.Close() }
 
 // PoolStat is a snapshot of one master's connection pool.
 type PoolStat struct {
