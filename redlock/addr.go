@@ -23,16 +23,12 @@ type address struct {
 // hostPort is "host:port" (IPv6 hosts bracketed).
 func (a address) hostPort() string { return net.JoinHostPort(a.host, strconv.Itoa(a.port)) }
 
-// identity is the normalized form that names a master: lower-case host, port
-// and database, without scheme or credentials. Two spellings of one master
-// have one identity, so duplicates are caught and routing is order-free.
-func (a address) identity() string {
-	id := a.hostPort()
-	if a.db != 0 {
-		id += "/" + strconv.Itoa(a.db)
-	}
-	return id
-}
+// identity is the normalized form that names a master: lower-case host and
+// port, without scheme, credentials or database. Two spellings of one master
+// have one identity, so duplicates are caught and routing is order-free; two
+// databases of one server are one master too (one process, one failure: it
+// must not cast two votes).
+func (a address) identity() string { return a.hostPort() }
 
 const maxAddressLen = 4096
 

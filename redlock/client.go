@@ -9,9 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
-
-	"github.com/cespare/xxhash/v2"
 )
 
 // Client acquires Redlock locks on a fleet of independent Redis masters. It
@@ -23,8 +20,8 @@ type Client struct {
 	ring    *ring
 	closing chan struct{}
 	closed  atomic.Bool
-	wg      sync.WaitGroup
-	closeMu sync.Mutex
+	bgMu    sync.Mutex     // orders goBackground's wg.Add before Close's wg.Wait
+	wg      sync.WaitGroup // every goroutine the client starts
 }
 
 // New validates cfg, opens one connection to every master in parallel and
@@ -99,9 +96,10 @@ func (c *Client) healthLoop() {
 // they expire with their TTL. Operations after Close return ErrClosed.
 // Close is idempotent.
 func (c *Client) Close() error {
-	c.closeMu.Lock()
-	defer c.closeMu.Unlock()
-	if c.closed.Swap(true) {
+	c.bgMu.Lock()
+	already := c.closed.Swap(true)
+	c.bgMu.Unlock()
+	if already {
 		return nil
 	}
 	close(c.closing)
@@ -112,6 +110,21 @@ func (c *Client) Close() error {
 	return nil
 }
 
+// goBackground runs fn in a goroutine that Close waits for, unless the client
+// is closed already (then fn does not run).
+func (c *Client) goBackground(fn func()) {
+	c.bgMu.Lock()
+	defer c.bgMu.Unlock()
+	if c.closed.Load() {
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		fn()
+	}()
+}
+
 // Route returns the masters of the group that resource is routed to,
 // exactly as written in Config.
 func (c *Client) Route(resource string) []string {
@@ -120,11 +133,8 @@ func (c *Client) Route(resource string) []string {
 }
 
 func (c *Client) route(resource string) (*group, uint64) {
-	h := xxhash.Sum64(unsafe.Slice(unsafe.StringData(resource), len(resource)))
-	if len(c.groups) == 1 {
-		return c.groups[0], h
-	}
-	return c.groups[c.ring.owner[h%uint64(len(c.ring.owner))]], h
+	g, h := c.ring.locate(resource)
+	return c.groups[g], h
 }
 
 // checkArgs validates a resource and a TTL.
@@ -172,7 +182,11 @@ func (c *Client) TryLock(ctx context.Context, resource string, ttl time.Duration
 	if err := c.precheck(ctx, resource, ttl); err != nil {
 		return nil, err
 	}
-	return c.attempt(ctx, resource, ttl)
+	l, err := c.attempt(ctx, resource, ttl)
+	if err != nil {
+		return nil, c.lastAttempt(ctx, resource, err)
+	}
+	return l, nil
 }
 
 // precheck refuses bad arguments, a closed client and an ended context
@@ -208,7 +222,7 @@ func (c *Client) Lock(ctx context.Context, resource string, ttl time.Duration) (
 		}
 		delay, ok := c.s.RetryStrategy.Backoff(retry)
 		if !ok {
-			return nil, err
+			return nil, c.lastAttempt(ctx, resource, err)
 		}
 		if timer == nil {
 			timer = time.NewTimer(delay)
@@ -233,21 +247,13 @@ func (c *Client) attempt(ctx context.Context, resource string, ttl time.Duration
 	token := newToken()
 	ms := ttlMillis(ttl)
 	start := time.Now() // monotonic
-	r := g.fanout(ctx, opAcquire, key, token, ms, h, false, c.s.NodeTimeout)
+	r := g.fanout(ctx, opAcquire, key, token, ms, h, false, c.s.NodeTimeout, 0)
 	valid := validity(ttl, time.Since(start), c.s.DriftFactor)
 	if r.yes >= g.quorum && valid > 0 {
-		return &Lock{c: c, g: g, hash: h, resource: resource, key: key, token: token, ttl: ttl,
+		return &Lock{c: c, g: g, hash: h, resource: resource, key: key, token: token, ttl: ttl, mayHold: r.mayHold(),
 			until: start.Add(ttl - driftAllowance(ttl, c.s.DriftFactor))}, nil
 	}
-	g.cleanup(key, token, ms, h, c.s.ReleaseTimeout)
-	if r.no > 0 && ctx.Err() == nil {
-		// SET NX answers "no" for a key of any type. Before calling the
-		// resource busy, make sure "no" did not mean a hash or a list sits
-		// at the lock's key: that is an error to report, not a lock to wait for.
-		if err := c.wrongType(ctx, g, key, h, resource); err != nil {
-			return nil, err
-		}
-	}
+	g.cleanup(key, token, ms, h, c.s.ReleaseTimeout, r.mayHold())
 	qe := g.quorumError(opAcquire, resource, r)
 	if r.yes >= g.quorum {
 		return nil, errors.Join(ErrNotObtained, qe, fmt.Errorf("redlock: lock %q: quorum reached but its validity ran out (the attempt took %v)", resource, time.Since(start)))
@@ -258,17 +264,25 @@ func (c *Client) attempt(ctx context.Context, resource string, ttl time.Duration
 	return nil, errors.Join(ErrNotObtained, qe)
 }
 
-// wrongType returns a *QuorumError when a master of g holds a key of another
-// type than a lock's string at key.
-func (c *Client) wrongType(ctx context.Context, g *group, key string, h uint64, resource string) error {
-	r := g.fanout(ctx, opExists, key, "", 0, h, true, c.s.NodeTimeout)
+// lastAttempt vets the error of the last failed attempt of a TryLock or
+// Lock. SET NX answers "no" for a key of any type: before the resource is
+// called busy, one TYPE to its masters makes sure no hash or list sits at
+// the lock's key — that is an error to report (a *QuorumError naming the
+// masters, not ErrNotObtained), not a lock to wait for.
+func (c *Client) lastAttempt(ctx context.Context, resource string, err error) error {
+	var qe *QuorumError
+	if ctx.Err() != nil || !errors.As(err, &qe) || qe.No() == 0 {
+		return err
+	}
+	g, h := c.route(resource)
+	r := g.fanout(ctx, opExists, c.s.KeyPrefix+resource, "", 0, h, true, c.s.NodeTimeout, 0)
 	for _, sl := range r.slots {
 		var wt wrongTypeError
 		if errors.As(sl.reply.err, &wt) {
 			return g.quorumError(opAcquire, resource, r)
 		}
 	}
-	return nil
+	return err
 }
 
 // IsLocked reports whether a majority of the resource's group has its key
@@ -282,7 +296,7 @@ func (c *Client) IsLocked(ctx context.Context, resource string) (bool, error) {
 		return false, ErrClosed
 	}
 	g, h := c.route(resource)
-	r := g.fanout(ctx, opExists, c.s.KeyPrefix+resource, "", 0, h, true, c.s.NodeTimeout)
+	r := g.fanout(ctx, opExists, c.s.KeyPrefix+resource, "", 0, h, true, c.s.NodeTimeout, 0)
 	switch {
 	case r.yes >= g.quorum:
 		return true, nil

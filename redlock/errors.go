@@ -83,6 +83,17 @@ func (e *QuorumError) Yes() int {
 	return n
 }
 
+// No counts the masters that answered no (not held, busy, not ours).
+func (e *QuorumError) No() int {
+	n := 0
+	for _, v := range e.Votes {
+		if v.Answered && !v.OK && v.Err == nil {
+			n++
+		}
+	}
+	return n
+}
+
 // Failed returns the masters that answered with an error (rather than yes or no).
 func (e *QuorumError) Failed() []Vote {
 	var out []Vote
@@ -96,17 +107,13 @@ func (e *QuorumError) Failed() []Vote {
 
 func (e *QuorumError) Error() string {
 	var b strings.Builder
-	no, waiting := 0, 0
+	waiting := 0
 	for _, v := range e.Votes {
-		switch {
-		case v.Err != nil:
-		case !v.Answered:
+		if v.Err == nil && !v.Answered {
 			waiting++
-		case !v.OK:
-			no++
 		}
 	}
-	fmt.Fprintf(&b, "redlock: %s %q: %d of %d masters said yes, %d needed; %d said no", e.Op, e.Resource, e.Yes(), len(e.Votes), e.Quorum, no)
+	fmt.Fprintf(&b, "redlock: %s %q: %d of %d masters said yes, %d needed; %d said no", e.Op, e.Resource, e.Yes(), len(e.Votes), e.Quorum, e.No())
 	if waiting > 0 {
 		fmt.Fprintf(&b, ", %d not awaited", waiting)
 	}

@@ -18,9 +18,12 @@ type Lock struct {
 	key      string
 	token    string
 
-	mu    sync.Mutex
-	until time.Time     // monotonic; zero once released or known lost
-	ttl   time.Duration // of the last successful acquire or extend
+	mayHold uint64 // masters where the SET may have landed (see result.mayHold)
+
+	mu       sync.Mutex
+	until    time.Time     // monotonic; zero once released or known lost
+	ttl      time.Duration // of the last successful acquire or extend
+	released bool
 }
 
 // Resource is the resource the lock was acquired for.
@@ -73,15 +76,25 @@ func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 		return fmt.Errorf("%w: %q: validity ran out at %v", ErrNotHeld, l.resource, l.Until().Format(time.RFC3339Nano))
 	}
 	start := time.Now()
-	r := l.g.fanout(ctx, opExtend, l.key, l.token, ttlMillis(ttl), l.hash, true, c.s.NodeTimeout)
+	r := l.g.fanout(ctx, opExtend, l.key, l.token, ttlMillis(ttl), l.hash, true, c.s.NodeTimeout, 0)
 	valid := validity(ttl, time.Since(start), c.s.DriftFactor)
 	newUntil := start.Add(ttl - driftAllowance(ttl, c.s.DriftFactor))
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
+	case l.released:
+		return fmt.Errorf("%w: %q: released while extending", ErrNotHeld, l.resource)
 	case r.yes >= l.g.quorum && valid > 0:
 		l.until, l.ttl = newUntil, ttl
 		return nil
+	case r.yes >= l.g.quorum:
+		// Extended, but the extension took longer than its own validity:
+		// nothing more can be trusted than before it.
+		if newUntil.Before(l.until) {
+			l.until = newUntil
+		}
+		return fmt.Errorf("redlock: extend %q: a quorum extended it but the extension's validity ran out (it took %v): %w",
+			l.resource, time.Since(start), l.g.quorumError(opExtend, l.resource, r))
 	case r.no >= l.g.quorum:
 		l.until = time.Time{}
 		return fmt.Errorf("%w: %q: %w", ErrNotHeld, l.resource, l.g.quorumError(opExtend, l.resource, r))
@@ -115,8 +128,9 @@ func (l *Lock) Release(ctx context.Context) error {
 		keep = time.Until(l.until) + driftAllowance(l.ttl, c.s.DriftFactor)
 	}
 	l.until = time.Time{}
+	l.released = true
 	l.mu.Unlock()
-	return c.release(ctx, l.g, l.hash, l.resource, l.key, l.token, keep)
+	return c.release(ctx, l.g, l.hash, l.resource, l.key, l.token, keep, l.mayHold)
 }
 
 // ReleaseToken releases resource where its key still holds token, exactly as
@@ -135,18 +149,18 @@ func (c *Client) ReleaseToken(ctx context.Context, resource, token string) error
 		return ErrClosed
 	}
 	g, h := c.route(resource)
-	return c.release(ctx, g, h, resource, c.s.KeyPrefix+resource, token, 0)
+	return c.release(ctx, g, h, resource, c.s.KeyPrefix+resource, token, 0, 0)
 }
 
-// release sends the compare-and-delete to every master of g. Masters that
-// miss it keep it for up to keep (the key's remaining life) and send it when
-// they are back.
-func (c *Client) release(ctx context.Context, g *group, hash uint64, resource, key, token string, keep time.Duration) error {
+// release sends the compare-and-delete to every master of g. Masters of the
+// mayHold mask that miss it keep it for up to keep (the key's remaining
+// life) and send it when they are back.
+func (c *Client) release(ctx context.Context, g *group, hash uint64, resource, key, token string, keep time.Duration, mayHold uint64) error {
 	var keepMs int64
 	if keep > 0 {
 		keepMs = ttlMillis(keep)
 	}
-	r := g.fanout(ctx, opRelease, key, token, keepMs, hash, true, c.s.NodeTimeout)
+	r := g.fanout(ctx, opRelease, key, token, keepMs, hash, true, c.s.NodeTimeout, mayHold)
 	switch {
 	case r.yes >= g.quorum:
 		return nil

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/jackc/puddle/v2"
 	"github.com/redis/go-redis/v9"
 )
@@ -52,6 +53,7 @@ const (
 var (
 	errQueueFull = errors.New("command queue full")
 	errTimeout   = errors.New("no answer within NodeTimeout")
+	errExpired   = errors.New("timed out in the queue: not sent")
 )
 
 // call is one command for one master, part of one operation's fan-out.
@@ -63,7 +65,7 @@ type call struct {
 	ttlMs    int64
 	args     *cmdArgs // the same for every master of the fan-out: boxed once
 	deadline time.Time
-	cleanup  bool         // the release of a failed attempt: kept for later if the master is down
+	cleanup  bool         // a release this master may need (its SET may have landed): kept for later if not delivered
 	out      chan<- reply // buffered for the whole fan-out: never blocks
 }
 
@@ -100,10 +102,9 @@ type node struct {
 	pool    *connPool
 	writers []chan *call
 
-	down         atomic.Bool
-	reconnecting atomic.Bool
-	downSince    atomic.Int64 // unix nanos
-	lastErr      atomic.Pointer[string]
+	down      atomic.Bool  // one reconnect loop runs per outage: started by the down CAS
+	downSince atomic.Int64 // unix nanos
+	lastErr   atomic.Pointer[string]
 
 	commands  atomic.Int64
 	pipelines atomic.Int64
@@ -163,6 +164,7 @@ func (n *node) submit(cl *call, hash uint64, direct bool) {
 	select {
 	case q <- cl:
 	default:
+		n.keepCleanup(cl)
 		cl.answer(false, errQueueFull)
 	}
 }
@@ -228,7 +230,8 @@ func (n *node) exec(batch []*call, cmds []*redis.Cmd) []*redis.Cmd {
 	live := batch[:0]
 	for _, cl := range batch {
 		if now.After(cl.deadline) {
-			cl.answer(false, errTimeout) // nobody waits for it: don't send it
+			n.keepCleanup(cl)
+			cl.answer(false, errExpired) // nobody waits for it: don't send it
 			continue
 		}
 		live = append(live, cl)
@@ -398,19 +401,11 @@ func (n *node) fail(err error) {
 	n.startReconnect()
 }
 
-func (n *node) startReconnect() {
-	if !n.reconnecting.CompareAndSwap(false, true) {
-		return
-	}
-	n.c.wg.Add(1)
-	go n.reconnectLoop()
-}
+func (n *node) startReconnect() { n.c.goBackground(n.reconnectLoop) }
 
 // reconnectLoop retries a down master every ReconnectInterval until it
-// answers, re-loads the scripts, sends the cleanups it missed, and marks it up.
+// answers and has its scripts, marks it up, then sends the releases it missed.
 func (n *node) reconnectLoop() {
-	defer n.c.wg.Done()
-	defer n.reconnecting.Store(false)
 	t := time.NewTicker(n.c.s.ReconnectInterval)
 	defer t.Stop()
 	for {
@@ -424,16 +419,16 @@ func (n *node) reconnectLoop() {
 			n.lastErr.Store(&msg)
 			continue
 		}
-		n.reconnecting.Store(false) // first: a failure from now on must start a new loop
 		n.down.Store(false)
 		n.c.s.Logger.Info("redlock: master up", "master", n.addr.redacted,
 			"down_for", time.Since(time.Unix(0, n.downSince.Load())).Round(time.Millisecond))
+		n.flushPending()
 		return
 	}
 }
 
-// connect opens a connection (dial, AUTH, PING), loads the scripts and sends
-// the cleanups kept while the master was down.
+// connect opens the pool's connections (dial, AUTH, PING) and loads the
+// scripts.
 func (n *node) connect() error {
 	ctx, cancel := context.WithTimeout(context.Background(), n.c.s.DialTimeout+n.c.s.NodeTimeout)
 	defer cancel()
@@ -444,19 +439,8 @@ func (n *node) connect() error {
 	pipe := res.Value().conn.Pipeline()
 	pipe.ScriptLoad(ctx, releaseScriptSrc)
 	pipe.ScriptLoad(ctx, extendScriptSrc)
-	n.pendingMu.Lock()
-	pending := n.pending
-	n.pending = nil
-	n.pendingMu.Unlock()
-	now := time.Now()
-	for _, p := range pending {
-		if now.Before(p.expires) {
-			pipe.Eval(ctx, releaseScriptSrc, []string{p.key}, p.token) // EVAL: works even where SCRIPT LOAD is denied
-		}
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !isServerError(err) {
+	if _, err := pipe.Exec(ctx); err != nil && !isServerError(err) { // a denied SCRIPT LOAD is fine: EVALSHA falls back to EVAL
 		res.Destroy()
-		n.keepCleanups(pending)
 		return err
 	}
 	res.Release()
@@ -470,24 +454,58 @@ func (n *node) connect() error {
 	return nil
 }
 
-// keepCleanup remembers the release of a failed attempt that could not be
-// delivered, so that it is sent when the master comes back.
+// keepCleanup remembers a release that this master may need (its SET may
+// have landed) but did not get, so that it is sent when the master is back.
 func (n *node) keepCleanup(cl *call) {
 	if !cl.cleanup {
 		return
 	}
-	n.keepCleanups([]cleanup{{key: cl.key, token: cl.token, expires: time.Now().Add(time.Duration(cl.ttlMs) * time.Millisecond)}})
-}
-
-// keepCleanups remembers releases that could not be sent to a down master.
-func (n *node) keepCleanups(cs []cleanup) {
+	expires := time.Now().Add(time.Duration(cl.ttlMs) * time.Millisecond)
 	n.pendingMu.Lock()
 	defer n.pendingMu.Unlock()
-	for _, c := range cs {
-		if len(n.pending) >= maxPendingCleanups {
-			return
+	if len(n.pending) >= maxPendingCleanups {
+		now := time.Now()
+		live := n.pending[:0]
+		for _, p := range n.pending {
+			if now.Before(p.expires) {
+				live = append(live, p)
+			}
 		}
-		n.pending = append(n.pending, c)
+		clear(n.pending[len(live):])
+		n.pending = live
+		if len(n.pending) >= maxPendingCleanups {
+			return // the oldest kept ones stay; this key expires with its TTL
+		}
+	}
+	n.pending = append(n.pending, cleanup{key: cl.key, token: cl.token, expires: expires})
+}
+
+// flushPending sends the kept releases whose keys may still exist, through
+// the writers like any command (batched; a master that fails again keeps
+// them again).
+func (n *node) flushPending() {
+	n.pendingMu.Lock()
+	pending := n.pending
+	n.pending = nil
+	n.pendingMu.Unlock()
+	now := time.Now()
+	live := pending[:0]
+	for _, p := range pending {
+		if now.Before(p.expires) {
+			live = append(live, p)
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	out := make(chan reply, len(live)) // nobody reads it: every answer fits
+	calls := make([]call, len(live))
+	deadline := now.Add(n.c.s.ReleaseTimeout)
+	for i, p := range live {
+		ms := ttlMillis(p.expires.Sub(now))
+		calls[i] = call{op: opRelease, key: p.key, token: p.token, ttlMs: ms, args: newCmdArgs(p.key, p.token, ms),
+			deadline: deadline, cleanup: true, out: out}
+		n.submit(&calls[i], xxhash.Sum64String(p.key), false)
 	}
 }
 

@@ -2,6 +2,7 @@ package redlock
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 )
@@ -40,7 +41,10 @@ type slot struct {
 // Each master has NodeTimeout to answer; the caller's ctx bounds the wait.
 // Late replies land in the buffered channel and are dropped with it: no
 // goroutine waits for the slowest master.
-func (g *group) fanout(ctx context.Context, op opKind, key, token string, ttlMs int64, hash uint64, decisive bool, timeout time.Duration) result {
+//
+// keep marks (bit i for master i) the masters a release is kept for when it
+// does not reach them; see mayHold.
+func (g *group) fanout(ctx context.Context, op opKind, key, token string, ttlMs int64, hash uint64, decisive bool, timeout time.Duration, keep uint64) result {
 	n := len(g.nodes)
 	out := make(chan reply, n)
 	r := result{slots: make([]slot, n)}
@@ -49,9 +53,9 @@ func (g *group) fanout(ctx context.Context, op opKind, key, token string, ttlMs 
 	direct := n == 1 // one master: nothing to wait for in parallel, send it ourselves when we can
 	for i, nd := range g.nodes {
 		// A release with a known key lifetime (ttlMs) is kept by a master
-		// that misses it, and sent when that master is back.
+		// that may hold the key but misses it, and sent when it is back.
 		r.slots[i].call = call{op: op, idx: i, key: key, token: token, ttlMs: ttlMs, args: args, deadline: deadline,
-			cleanup: op == opRelease && ttlMs > 0, out: out}
+			cleanup: op == opRelease && ttlMs > 0 && hasBit(keep, i), out: out}
 		nd.submit(&r.slots[i].call, hash, direct)
 	}
 	pending := n
@@ -116,17 +120,49 @@ func (r *result) fillPending(g *group, err error) {
 // did not answer, whose SET may still have landed — without waiting: the
 // writers send it detached from the caller, bounded by ReleaseTimeout. A
 // master that is down keeps the release and sends it when it is back.
-func (g *group) cleanup(key, token string, ttlMs int64, hash uint64, timeout time.Duration) {
+func (g *group) cleanup(key, token string, ttlMs int64, hash uint64, timeout time.Duration, keep uint64) {
 	n := len(g.nodes)
 	out := make(chan reply, n) // nobody reads it: every answer fits, then it is garbage
 	calls := make([]call, n)
 	args := newCmdArgs(key, token, ttlMs)
 	deadline := time.Now().Add(timeout)
 	for i, nd := range g.nodes {
-		calls[i] = call{op: opRelease, idx: i, key: key, token: token, ttlMs: ttlMs, args: args, deadline: deadline, cleanup: true, out: out}
+		calls[i] = call{op: opRelease, idx: i, key: key, token: token, ttlMs: ttlMs, args: args, deadline: deadline, cleanup: hasBit(keep, i), out: out}
 		nd.submit(&calls[i], hash, false)
 	}
 }
+
+// mayHold marks the masters where an acquire's SET may have landed: those
+// that said yes, and those whose answer is unknown (not awaited, timed out,
+// connection lost after sending). Masters that said no, were down, or never
+// got the command cannot hold the token: a release they miss needs no
+// keeping. Masters past the 64th are always marked.
+func (r *result) mayHold() uint64 {
+	var m uint64
+	for i, sl := range r.slots {
+		if i >= 64 {
+			break
+		}
+		rp := sl.reply
+		if rp.ok || !rp.done || (rp.err != nil && mayHaveLanded(rp.err)) {
+			m |= 1 << i
+		}
+	}
+	return m
+}
+
+// mayHaveLanded tells whether a command that failed with err may still have
+// been applied by the master.
+func mayHaveLanded(err error) bool {
+	for _, notSent := range []error{errNodeDown, errQueueFull, errExpired, ErrClosed} {
+		if errors.Is(err, notSent) {
+			return false
+		}
+	}
+	return !isServerError(err)
+}
+
+func hasBit(mask uint64, i int) bool { return i >= 64 || mask&(1<<i) != 0 }
 
 // quorumError describes r for the caller.
 func (g *group) quorumError(op opKind, resource string, r result) *QuorumError {

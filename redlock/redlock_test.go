@@ -813,3 +813,35 @@ func TestReleaseReachesAPausedMaster(t *testing.T) {
 	// Far sooner than the 30 s TTL: the kept release is sent on reconnect.
 	eventually(t, 10*time.Second, "released on the master that was paused", func() bool { return keyOn(t, paused, "rp") == "" })
 }
+
+// TestNoReleaseKeptForMastersThatNeverGotTheSet: a master that is down when
+// locks are taken cannot hold them; releases it misses are not kept for it
+// (they would crowd out the ones that matter and slow its reconnection).
+func TestNoReleaseKeptForMastersThatNeverGotTheSet(t *testing.T) {
+	f := fleet(t, 1, 3)
+	cfg := faultConfig(f)
+	cfg.ReconnectInterval = time.Hour // stays down for the whole test
+	c := newClient(t, cfg)
+	ctx := context.Background()
+	_ = f[0][2].Kill()
+	if _, err := c.TryLock(ctx, "warm", time.Second); err != nil { // meets the dead connection, marks it down
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, "master marked down", func() bool { return !c.MasterStats()[2].Up })
+	for i := 0; i < 300; i++ {
+		l, err := c.TryLock(ctx, fmt.Sprint("k", i), 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nd := c.groups[0].nodes[2]
+	nd.pendingMu.Lock()
+	kept := len(nd.pending)
+	nd.pendingMu.Unlock()
+	if kept > 1 { // at most the "warm" lock, whose SET was sent before the master was known down
+		t.Fatalf("%d releases kept for a master that was down before their locks were taken", kept)
+	}
+}

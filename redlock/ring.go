@@ -66,11 +66,12 @@ func newRing(ids []string) *ring {
 	return r
 }
 
-// locate returns the index of the group that owns resource.
-func (r *ring) locate(resource string) int {
-	if len(r.owner) == 1 {
-		return 0
-	}
+// locate returns the index of the group that owns resource, and the
+// resource's hash (which also picks a writer on each master).
+func (r *ring) locate(resource string) (int, uint64) {
 	h := xxhash.Sum64(unsafe.Slice(unsafe.StringData(resource), len(resource)))
-	return int(r.owner[h%uint64(len(r.owner))])
+	if len(r.owner) == 1 {
+		return 0, h
+	}
+	return int(r.owner[h%uint64(len(r.owner))]), h
 }

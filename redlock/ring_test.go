@@ -34,7 +34,7 @@ func TestRingBalance(t *testing.T) {
 			load := make([]int, g)
 			buf := []byte("resource:")
 			for i := 0; i < keys; i++ {
-				load[r.locate(string(strconv.AppendInt(buf[:9], int64(i), 10)))]++
+				load[loc(r, string(strconv.AppendInt(buf[:9], int64(i), 10)))]++
 			}
 			maxK := 0
 			for _, c := range load {
@@ -64,7 +64,7 @@ func TestRingOrderIndependent(t *testing.T) {
 	}
 	for i := 0; i < 10000; i++ {
 		k := fmt.Sprintf("k%d", i)
-		if ids[a.locate(k)] != shuffled[b.locate(k)] {
+		if ids[loc(a, k)] != shuffled[loc(b, k)] {
 			t.Fatalf("resource %q routed to different groups depending on config order", k)
 		}
 	}
@@ -78,7 +78,7 @@ func TestRingMovedOnAdd(t *testing.T) {
 		moved := 0
 		for i := 0; i < keys; i++ {
 			k := fmt.Sprintf("resource:%d", i)
-			if ids[before.locate(k)] != ids[after.locate(k)] {
+			if ids[loc(before, k)] != ids[loc(after, k)] {
 				moved++
 			}
 		}
@@ -101,8 +101,14 @@ func BenchmarkRoute(b *testing.B) {
 		b.Run(fmt.Sprintf("groups=%d", g), func(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
-				_ = r.locate(keys[i&1023])
+				_ = loc(r, keys[i&1023])
 			}
 		})
 	}
+}
+
+// loc is the group a resource is routed to.
+func loc(r *ring, resource string) int {
+	g, _ := r.locate(resource)
+	return g
 }
