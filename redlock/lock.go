@@ -137,7 +137,10 @@ func (l *Lock) Release(ctx context.Context) error {
 // Lock.Release does, for a lock acquired elsewhere (another process that
 // handed over its Token). It returns nil once a majority deleted the key,
 // ErrNotHeld when a majority says token does not hold it, and otherwise a
-// *QuorumError naming the failed masters.
+// *QuorumError naming the failed masters. (Lock returns at quorum: right
+// after it, a master it did not wait for may still be applying the SET; a
+// release from another client can overtake it there, leaving that minority
+// key to expire with its TTL.)
 func (c *Client) ReleaseToken(ctx context.Context, resource, token string) error {
 	if err := c.checkResource(resource); err != nil {
 		return err

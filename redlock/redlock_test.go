@@ -761,6 +761,11 @@ func TestReleaseToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Lock returned at quorum: let the last master's SET land before another
+	// client (another connection, no ordering with it) releases.
+	for _, s := range f[0] {
+		eventually(t, 2*time.Second, "key on "+s.Addr(), func() bool { return keyOn(t, s, "rt") == l.Token() })
+	}
 	if err := c2.ReleaseToken(ctx, "rt", "not-the-token"); !errors.Is(err, ErrNotHeld) {
 		t.Fatalf("ReleaseToken with a wrong token: %v, want ErrNotHeld", err)
 	}
