@@ -146,13 +146,31 @@ func StopAll(servers []*Server) {
 	wg.Wait()
 }
 
+// handedOut remembers the ports freePort gave this process, so that two
+// servers started at once never get the same one (the kernel may hand a
+// port that was just closed to the next listener).
+var (
+	portsMu   sync.Mutex
+	handedOut = map[int]bool{}
+)
+
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("redisproc: pick a port: %w", err)
+	for i := 0; i < 100; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, fmt.Errorf("redisproc: pick a port: %w", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		portsMu.Lock()
+		taken := handedOut[port]
+		handedOut[port] = true
+		portsMu.Unlock()
+		if !taken {
+			return port, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, errors.New("redisproc: no free port found")
 }
 
 func (s *Server) start() error {
@@ -182,7 +200,9 @@ func (s *Server) start() error {
 
 	deadline := time.Now().Add(s.opts.StartTimeout)
 	for {
-		if err := ping(s.Addr(), 200*time.Millisecond); err == nil {
+		// Answered by our process, not by another server that holds the
+		// port (ours then exits: it could not bind).
+		if pid, err := serverPID(s.Addr(), 200*time.Millisecond); err == nil && pid == cmd.Process.Pid {
 			break
 		}
 		select {
@@ -202,26 +222,38 @@ func (s *Server) start() error {
 	return nil
 }
 
-// ping sends a PING with a raw RESP exchange (no client library needed).
-func ping(addr string, timeout time.Duration) error {
+// serverPID asks the server on addr for its process id (INFO server).
+func serverPID(addr string, timeout time.Duration) (int, error) {
 	c, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(timeout))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
+	if _, err := c.Write([]byte("INFO server\r\n")); err != nil {
+		return 0, err
 	}
-	line, err := bufio.NewReader(c).ReadString('\n')
+	r := bufio.NewReader(c)
+	head, err := r.ReadString('\n')
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if !strings.HasPrefix(line, "+PONG") {
-		return fmt.Errorf("unexpected reply %q", strings.TrimSpace(line))
+	n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(head, "$")))
+	if !strings.HasPrefix(head, "$") || err != nil {
+		return 0, fmt.Errorf("unexpected reply %q", strings.TrimSpace(head))
 	}
-	return nil
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(body), "\r\n") {
+		if v, ok := strings.CutPrefix(line, "process_id:"); ok {
+			return strconv.Atoi(v)
+		}
+	}
+	return 0, errors.New("no process_id in INFO server")
 }
+
 
 // Addr is "127.0.0.1:port".
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }

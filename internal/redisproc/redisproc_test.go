@@ -3,6 +3,7 @@ package redisproc
 import (
 	"context"
 	"testing"
+	"time"
 )
 
 func TestLifecycle(t *testing.T) {
@@ -64,5 +65,22 @@ func TestPause(t *testing.T) {
 	}
 	if got, err := s.Do(context.Background(), "PING"); err != nil || got != "+PONG" {
 		t.Fatalf("PING after resume = %q, %v", got, err)
+	}
+}
+
+// TestStartNDistinct: servers started in parallel never share a port, and
+// each answers as its own process.
+func TestStartNDistinct(t *testing.T) {
+	servers := StartT(t, 16, Options{})
+	seen := map[int]bool{}
+	for _, s := range servers {
+		if seen[s.Port()] {
+			t.Fatalf("port %d handed out twice", s.Port())
+		}
+		seen[s.Port()] = true
+		pid, err := serverPID(s.Addr(), time.Second)
+		if err != nil || pid != s.cmd.Process.Pid {
+			t.Fatalf("%s answered as pid %d (%v), want its own process %d", s.Addr(), pid, err, s.cmd.Process.Pid)
+		}
 	}
 }
