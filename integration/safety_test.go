@@ -15,15 +15,17 @@ import (
 	"github.com/quorumlock/quorumlock/redlocktest"
 )
 
-// TestHelperProcess is not a test: it is the holder process the safety
-// checker starts (this test binary run again with safety.EnvChild set).
-func TestHelperProcess(t *testing.T) {
-	if !safety.IsChild() {
-		t.Skip("helper process of the safety checker; runs only as a child")
+// TestMain turns this test binary into a holder process when the safety
+// checker starts it again with safety.EnvChild set (no test runs then).
+func TestMain(m *testing.M) {
+	if safety.IsChild() {
+		if err := safety.RunChild(context.Background()); err != nil {
+			fmt.Fprintln(os.Stderr, "safety holder process:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
-	if err := safety.RunChild(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	os.Exit(m.Run())
 }
 
 // safetyTTL is the lock TTL of the safety runs. A killed master stays down
@@ -71,7 +73,7 @@ func runSafety(t *testing.T, f redlocktest.Fleet, perScenario time.Duration) {
 		Children:        2,
 		ChildGoroutines: 3,
 		MaxOps:          1500,
-		ChildRun:        "^TestHelperProcess$",
+		ChildRun:        "^$", // TestMain runs the holders
 		Dir:             t.TempDir(),
 		Logf:            t.Logf,
 	}

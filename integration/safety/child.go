@@ -17,7 +17,7 @@ import (
 // EnvChild switches a test binary into holder mode: it holds the JSON of a
 // ChildSpec. The test named by the run pattern given to StartChild must call
 // RunChild when IsChild reports true (see the integration package's
-// TestHelperProcess).
+// TestMain).
 const EnvChild = "QUORUMLOCK_SAFETY_CHILD"
 
 // ChildSpec is what a child process runs: its holders (goroutines sharing

@@ -31,7 +31,8 @@ type Config struct {
 	Margin            time.Duration // default 50 ms
 
 	// ChildRun is the -test.run pattern that selects the test calling
-	// RunChild in a child process, e.g. "^TestHelperProcess$".
+	// RunChild in a child process, or "^$" when the test binary's TestMain
+	// dispatches to RunChild itself (see the integration package).
 	ChildRun string
 	// Dir receives the children's record files. Required with Children > 0.
 	Dir string
