@@ -104,6 +104,18 @@ func (g *group) fanout(ctx context.Context, op opKind, key, token string, ttlMs 
 	if timer != nil {
 		putTimer(timer)
 	}
+	// The outcome is decided; record the answers that are already here
+	// (a down master answers at once) so that votes and mayHold are exact
+	// for them. Those still on their way are not waited for.
+	for pending > 0 {
+		select {
+		case rp := <-out:
+			pending--
+			r.slots[rp.idx].reply = rp
+		default:
+			return r
+		}
+	}
 	return r
 }
 
