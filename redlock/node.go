@@ -113,6 +113,7 @@ type node struct {
 
 	pendingMu sync.Mutex
 	pending   []cleanup
+	pruned    time.Time // last scan of a full pending list
 }
 
 type cleanup struct {
@@ -164,7 +165,8 @@ func (n *node) submit(cl *call, hash uint64, direct bool) {
 	select {
 	case q <- cl:
 	default:
-		n.keepCleanup(cl)
+		// Not kept for later: kept releases are sent when a master comes
+		// back, and this one is up (only overloaded); the key expires.
 		cl.answer(false, errQueueFull)
 	}
 }
@@ -230,7 +232,6 @@ func (n *node) exec(batch []*call, cmds []*redis.Cmd) []*redis.Cmd {
 	live := batch[:0]
 	for _, cl := range batch {
 		if now.After(cl.deadline) {
-			n.keepCleanup(cl)
 			cl.answer(false, errExpired) // nobody waits for it: don't send it
 			continue
 		}
@@ -460,11 +461,13 @@ func (n *node) keepCleanup(cl *call) {
 	if !cl.cleanup {
 		return
 	}
-	expires := time.Now().Add(time.Duration(cl.ttlMs) * time.Millisecond)
+	now := time.Now()
 	n.pendingMu.Lock()
 	defer n.pendingMu.Unlock()
-	if len(n.pending) >= maxPendingCleanups {
-		now := time.Now()
+	if len(n.pending) >= maxPendingCleanups && now.Sub(n.pruned) > time.Second {
+		// Full: drop the expired ones, at most once a second (the scan is
+		// not repeated for every release of a storm).
+		n.pruned = now
 		live := n.pending[:0]
 		for _, p := range n.pending {
 			if now.Before(p.expires) {
@@ -473,11 +476,11 @@ func (n *node) keepCleanup(cl *call) {
 		}
 		clear(n.pending[len(live):])
 		n.pending = live
-		if len(n.pending) >= maxPendingCleanups {
-			return // the oldest kept ones stay; this key expires with its TTL
-		}
 	}
-	n.pending = append(n.pending, cleanup{key: cl.key, token: cl.token, expires: expires})
+	if len(n.pending) >= maxPendingCleanups {
+		return // the ones kept first stay; this key expires with its TTL
+	}
+	n.pending = append(n.pending, cleanup{key: cl.key, token: cl.token, expires: now.Add(time.Duration(cl.ttlMs) * time.Millisecond)})
 }
 
 // flushPending sends the kept releases whose keys may still exist, through
