@@ -254,7 +254,6 @@ func serverPID(addr string, timeout time.Duration) (int, error) {
 	return 0, errors.New("no process_id in INFO server")
 }
 
-
 // Addr is "127.0.0.1:port".
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
 
