@@ -1,7 +1,6 @@
 package redlock
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"testing"
@@ -59,16 +58,7 @@ func newClient(t *testing.T, cfg Config) *Client {
 // keyOn reads key on one master directly ("" when absent).
 func keyOn(t *testing.T, s *redisproc.Server, key string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	v, err := s.Do(ctx, "GET", key)
-	if err != nil {
-		t.Fatalf("GET %s on %s: %v", key, s.Addr(), err)
-	}
-	if v == "$-1" {
-		return ""
-	}
-	return v[1:]
+	return s.GetT(t, key)
 }
 
 // eventually polls cond for up to d.

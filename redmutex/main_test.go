@@ -58,16 +58,7 @@ func newLocker(t *testing.T, s *redisproc.Server) *Locker {
 // get reads key on s directly ("" when absent).
 func get(t *testing.T, s *redisproc.Server, key string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	v, err := s.Do(ctx, "GET", key)
-	if err != nil {
-		t.Fatalf("GET %s: %v", key, err)
-	}
-	if v == "$-1" {
-		return ""
-	}
-	return v[1:]
+	return s.GetT(t, key)
 }
 
 // pttl reads key's remaining time to live on s, in milliseconds (negative
