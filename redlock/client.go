@@ -247,13 +247,14 @@ func (c *Client) attempt(ctx context.Context, resource string, ttl time.Duration
 	token := newToken()
 	ms := ttlMillis(ttl)
 	start := time.Now() // monotonic
-	r := g.fanout(ctx, opAcquire, key, token, ms, h, false, c.s.NodeTimeout, 0)
+	r := g.fanout(ctx, request{op: opAcquire, key: key, token: token, ttlMs: ms, hash: h, timeout: c.s.NodeTimeout})
 	valid := validity(ttl, time.Since(start), c.s.DriftFactor)
 	if r.yes >= g.quorum && valid > 0 {
 		return &Lock{c: c, g: g, hash: h, resource: resource, key: key, token: token, ttl: ttl, mayHold: r.mayHold(),
 			until: start.Add(ttl - driftAllowance(ttl, c.s.DriftFactor))}, nil
 	}
-	g.cleanup(key, token, ms, h, c.s.ReleaseTimeout, r.mayHold())
+	g.releaseDetached(request{op: opRelease, key: key, token: token, hash: h, timeout: c.s.ReleaseTimeout,
+		keepMask: r.mayHold(), keepFor: time.Duration(ms) * time.Millisecond})
 	qe := g.quorumError(opAcquire, resource, r)
 	if r.yes >= g.quorum {
 		return nil, errors.Join(ErrNotObtained, qe, fmt.Errorf("redlock: lock %q: quorum reached but its validity ran out (the attempt took %v)", resource, time.Since(start)))
@@ -275,7 +276,7 @@ func (c *Client) lastAttempt(ctx context.Context, resource string, err error) er
 		return err
 	}
 	g, h := c.route(resource)
-	r := g.fanout(ctx, opExists, c.s.KeyPrefix+resource, "", 0, h, true, c.s.NodeTimeout, 0)
+	r := g.fanout(ctx, request{op: opExists, key: c.s.KeyPrefix + resource, hash: h, timeout: c.s.NodeTimeout})
 	for _, sl := range r.slots {
 		var wt wrongTypeError
 		if errors.As(sl.reply.err, &wt) {
@@ -296,7 +297,7 @@ func (c *Client) IsLocked(ctx context.Context, resource string) (bool, error) {
 		return false, ErrClosed
 	}
 	g, h := c.route(resource)
-	r := g.fanout(ctx, opExists, c.s.KeyPrefix+resource, "", 0, h, true, c.s.NodeTimeout, 0)
+	r := g.fanout(ctx, request{op: opExists, key: c.s.KeyPrefix + resource, hash: h, timeout: c.s.NodeTimeout})
 	switch {
 	case r.yes >= g.quorum:
 		return true, nil

@@ -76,7 +76,7 @@ func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 		return fmt.Errorf("%w: %q: validity ran out at %v", ErrNotHeld, l.resource, l.Until().Format(time.RFC3339Nano))
 	}
 	start := time.Now()
-	r := l.g.fanout(ctx, opExtend, l.key, l.token, ttlMillis(ttl), l.hash, true, c.s.NodeTimeout, 0)
+	r := l.g.fanout(ctx, request{op: opExtend, key: l.key, token: l.token, ttlMs: ttlMillis(ttl), hash: l.hash, timeout: c.s.NodeTimeout})
 	valid := validity(ttl, time.Since(start), c.s.DriftFactor)
 	newUntil := start.Add(ttl - driftAllowance(ttl, c.s.DriftFactor))
 	l.mu.Lock()
@@ -159,11 +159,8 @@ func (c *Client) ReleaseToken(ctx context.Context, resource, token string) error
 // mayHold mask that miss it keep it for up to keep (the key's remaining
 // life) and send it when they are back.
 func (c *Client) release(ctx context.Context, g *group, hash uint64, resource, key, token string, keep time.Duration, mayHold uint64) error {
-	var keepMs int64
-	if keep > 0 {
-		keepMs = ttlMillis(keep)
-	}
-	r := g.fanout(ctx, opRelease, key, token, keepMs, hash, true, c.s.NodeTimeout, mayHold)
+	r := g.fanout(ctx, request{op: opRelease, key: key, token: token, hash: hash, timeout: c.s.NodeTimeout,
+		keepMask: mayHold, keepFor: max(keep, 0)})
 	switch {
 	case r.yes >= g.quorum:
 		return nil

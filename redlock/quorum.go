@@ -29,34 +29,60 @@ type slot struct {
 	reply reply
 }
 
-// fanout sends one command to every master of the group in parallel — each
-// master's writer sends it, batched with whatever else is queued for that
-// master — and waits only as long as the outcome is open:
+// request is one operation on a group: the same command for every master.
+type request struct {
+	op    opKind
+	key   string // the Redis key (KeyPrefix + resource)
+	token string
+	ttlMs int64  // acquire and extend: the TTL sent to the masters, in ms
+	hash  uint64 // the key's hash: picks each master's writer
+	// timeout bounds each master's answer (NodeTimeout; ReleaseTimeout for
+	// a detached release).
+	timeout time.Duration
+	// Releases only: masters of keepMask (bit i for master i; see mayHold)
+	// that miss the release keep it for keepFor (the key's longest
+	// remaining life) and send it when they are back. keepFor 0: not kept.
+	keepMask uint64
+	keepFor  time.Duration
+}
+
+// decisive tells whether a quorum of "no" ends the operation: it does for
+// release, extend and exists; an acquire only ends early when a quorum of
+// "yes" can no longer be reached.
+func (q *request) decisive() bool { return q.op != opAcquire }
+
+// call is q's command for master i, answering on out.
+func (q *request) call(i int, args *cmdArgs, deadline time.Time, out chan<- reply) call {
+	cl := call{op: q.op, idx: i, key: q.key, token: q.token, args: args, deadline: deadline, out: out}
+	if q.op == opRelease && q.keepFor > 0 && hasBit(q.keepMask, i) {
+		cl.keepFor = q.keepFor
+	}
+	return cl
+}
+
+// fanout sends q to every master of the group in parallel — each master's
+// writer sends it, batched with whatever else is queued for that master —
+// and waits only as long as the outcome is open:
 //
-//   - decisive=false (acquire): until a quorum said yes (early quorum) or a
-//     quorum can no longer be reached (early failure);
-//   - decisive=true (release, extend, exists): until a quorum said yes, a
-//     quorum said no, or neither can happen any more.
+//   - acquire: until a quorum said yes (early quorum) or a quorum can no
+//     longer be reached (early failure);
+//   - release, extend, exists (decisive): until a quorum said yes, a quorum
+//     said no, or neither can happen any more.
 //
-// Each master has NodeTimeout to answer; the caller's ctx bounds the wait.
+// Each master has q.timeout to answer; the caller's ctx bounds the wait.
 // Late replies land in the buffered channel and are dropped with it: no
 // goroutine waits for the slowest master.
-//
-// keep marks (bit i for master i) the masters a release is kept for when it
-// does not reach them; see mayHold.
-func (g *group) fanout(ctx context.Context, op opKind, key, token string, ttlMs int64, hash uint64, decisive bool, timeout time.Duration, keep uint64) result {
+func (g *group) fanout(ctx context.Context, q request) result {
 	n := len(g.nodes)
 	out := make(chan reply, n)
 	r := result{slots: make([]slot, n)}
-	args := newCmdArgs(key, token, ttlMs)
-	deadline := time.Now().Add(timeout)
+	args := newCmdArgs(q.key, q.token, q.ttlMs)
+	deadline := time.Now().Add(q.timeout)
+	decisive := q.decisive()
 	direct := n == 1 // one master: nothing to wait for in parallel, send it ourselves when we can
 	for i, nd := range g.nodes {
-		// A release with a known key lifetime (ttlMs) is kept by a master
-		// that may hold the key but misses it, and sent when it is back.
-		r.slots[i].call = call{op: op, idx: i, key: key, token: token, ttlMs: ttlMs, args: args, deadline: deadline,
-			cleanup: op == opRelease && ttlMs > 0 && hasBit(keep, i), out: out}
-		nd.submit(&r.slots[i].call, hash, direct)
+		r.slots[i].call = q.call(i, args, deadline, out)
+		nd.submit(&r.slots[i].call, q.hash, direct)
 	}
 	pending := n
 	var timer *time.Timer
@@ -128,19 +154,20 @@ func (r *result) fillPending(g *group, err error) {
 	}
 }
 
-// cleanup releases key on every master of the group — including those that
-// did not answer, whose SET may still have landed — without waiting: the
-// writers send it detached from the caller, bounded by ReleaseTimeout. A
-// master that is down keeps the release and sends it when it is back.
-func (g *group) cleanup(key, token string, ttlMs int64, hash uint64, timeout time.Duration, keep uint64) {
+// releaseDetached sends the release q to every master of the group —
+// including those that did not answer an attempt, whose SET may still have
+// landed — without waiting: the writers send it detached from the caller,
+// each bounded by q.timeout. A master that misses it keeps it (q.keepMask,
+// q.keepFor) and sends it when it is back.
+func (g *group) releaseDetached(q request) {
 	n := len(g.nodes)
 	out := make(chan reply, n) // nobody reads it: every answer fits, then it is garbage
 	calls := make([]call, n)
-	args := newCmdArgs(key, token, ttlMs)
-	deadline := time.Now().Add(timeout)
+	args := newCmdArgs(q.key, q.token, 0)
+	deadline := time.Now().Add(q.timeout)
 	for i, nd := range g.nodes {
-		calls[i] = call{op: opRelease, idx: i, key: key, token: token, ttlMs: ttlMs, args: args, deadline: deadline, cleanup: hasBit(keep, i), out: out}
-		nd.submit(&calls[i], hash, false)
+		calls[i] = q.call(i, args, deadline, out)
+		nd.submit(&calls[i], q.hash, false)
 	}
 }
 

@@ -843,9 +843,9 @@ func TestNoReleaseKeptForMastersThatNeverGotTheSet(t *testing.T) {
 		}
 	}
 	nd := c.groups[0].nodes[2]
-	nd.pendingMu.Lock()
-	kept := len(nd.pending)
-	nd.pendingMu.Unlock()
+	nd.keptMu.Lock()
+	kept := len(nd.kept)
+	nd.keptMu.Unlock()
 	if kept > 1 { // at most the "warm" lock, whose SET was sent before the master was known down
 		t.Fatalf("%d releases kept for a master that was down before their locks were taken", kept)
 	}
