@@ -248,13 +248,13 @@ func (c *Client) attempt(ctx context.Context, resource string, ttl time.Duration
 	ms := ttlMillis(ttl)
 	start := time.Now() // monotonic
 	r := g.fanout(ctx, request{op: opAcquire, key: key, token: token, ttlMs: ms, hash: h, timeout: c.s.NodeTimeout})
-	valid := validity(ttl, time.Since(start), c.s.DriftFactor)
-	if r.yes >= g.quorum && valid > 0 {
-		return &Lock{c: c, g: g, hash: h, resource: resource, key: key, token: token, ttl: ttl, mayHold: r.mayHold(),
-			until: start.Add(ttl - driftAllowance(ttl, c.s.DriftFactor))}, nil
+	until := validUntil(start, ttl, c.s.DriftFactor)
+	if r.yes >= g.quorum && time.Now().Before(until) {
+		return &Lock{c: c, g: g, hash: h, resource: resource, key: key, token: token, keyTTL: ttl, mayHold: r.mayHold(),
+			until: until}, nil
 	}
 	g.releaseDetached(request{op: opRelease, key: key, token: token, hash: h, timeout: c.s.ReleaseTimeout,
-		keepMask: r.mayHold(), keepFor: time.Duration(ms) * time.Millisecond})
+		keepMask: r.mayHold(), keepFor: keyLife(ttl, c.s.DriftFactor)})
 	qe := g.quorumError(opAcquire, resource, r)
 	if r.yes >= g.quorum {
 		return nil, errors.Join(ErrNotObtained, qe, fmt.Errorf("redlock: lock %q: quorum reached but its validity ran out (the attempt took %v)", resource, time.Since(start)))

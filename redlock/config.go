@@ -114,9 +114,6 @@ const (
 
 	// maxTTL is the longest TTL accepted.
 	maxTTL = 1 << 40 * time.Millisecond / 1024
-
-	// clockDriftFloor is the constant part of the drift allowance.
-	clockDriftFloor = 2 * time.Millisecond
 )
 
 // String prints the config without secrets.

@@ -20,10 +20,23 @@ type Lock struct {
 
 	mayHold uint64 // masters where the SET may have landed (see result.mayHold)
 
-	mu       sync.Mutex
-	until    time.Time     // monotonic; zero once released or known lost
-	ttl      time.Duration // of the last successful acquire or extend
-	released bool
+	mu    sync.Mutex
+	until time.Time // monotonic; zero once released or known lost. Set only through setUntil/capUntil.
+	// changed is the untilChanged broadcast: closed (and cleared) at the
+	// next change of until. nil while nobody waits, so a lock nobody
+	// watches allocates nothing for it.
+	changed chan struct{}
+	// keyTTL is the longest TTL ever sent to the masters for this key
+	// (acquire or extend, whatever the outcome): from when a master applies
+	// its last command, the key lives at most keyLife(keyTTL) there.
+	keyTTL time.Duration
+	// extending is true while an Extend of this lock is in flight: Extends
+	// are serialized, so that Until always comes from the extension the
+	// masters applied last. extendDone (created by the first waiter) is
+	// closed when it ends.
+	extending  bool
+	extendDone chan struct{}
+	released   bool
 }
 
 // Resource is the resource the lock was acquired for.
@@ -37,10 +50,58 @@ func (l *Lock) Token() string { return l.token }
 // Until is the end of the lock's validity: ttl − elapsed − drift after the
 // start of the attempt (or of the last successful Extend). Past it, the lock
 // must be considered lost. It is zero after Release.
+//
+// Until is never later than any master's possible expiry of the key: an
+// Extend whose PEXPIRE may have landed (answered or not) never leaves Until
+// after its own start + ttl − drift, even when it fails.
 func (l *Lock) Until() time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.until
+}
+
+// untilChanged returns Until and a channel that is closed at its next change,
+// in either direction: an Extend that lengthens or shortens the validity, a
+// failed Extend that caps it, a lock found lost or released (Until zero).
+// This is the one notification for everything that follows a lock's
+// validity (Do's watcher): read Until, wait for the channel or for Until to
+// pass, then read again. The channel is shared by every waiter of one
+// change and costs nothing while nobody waits.
+func (l *Lock) untilChanged() (time.Time, <-chan struct{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.changed == nil {
+		l.changed = make(chan struct{})
+	}
+	return l.until, l.changed
+}
+
+// setUntil sets until to u and wakes the untilChanged waiters if it
+// changed. l.mu is held.
+func (l *Lock) setUntil(u time.Time) {
+	if u.Equal(l.until) {
+		return
+	}
+	l.until = u
+	if l.changed != nil {
+		close(l.changed)
+		l.changed = nil
+	}
+}
+
+// capUntil makes sure until is not later than u (a lock already lost or
+// released stays so). l.mu is held.
+func (l *Lock) capUntil(u time.Time) {
+	if !l.until.IsZero() && u.Before(l.until) {
+		l.setUntil(u)
+	}
+}
+
+// noteTTL records a TTL about to be sent for the key.
+func (l *Lock) noteTTL(ttl time.Duration) {
+	l.mu.Lock()
+	l.keyTTL = max(l.keyTTL, ttl)
+	l.mu.Unlock()
 }
 
 // Valid reports whether the lock's validity has not run out.
@@ -61,9 +122,17 @@ func (l *Lock) TTL() time.Duration {
 // Extend resets the lock's TTL to ttl on a quorum of masters, only where the
 // key still holds this token (an expired key is never re-created). Validity
 // is recomputed from the start of this call. Extend is refused locally with
-// ErrNotHeld once Until has passed. When a majority of masters say the token
-// no longer holds, it returns ErrNotHeld; when no quorum answers either way,
-// a *QuorumError, and the lock keeps its previous validity.
+// ErrNotHeld once Until has passed, and sends nothing when ctx has already
+// ended. When a majority of masters say the token no longer holds, it
+// returns ErrNotHeld; when no quorum answers either way, a *QuorumError.
+// A failed Extend never lengthens the validity; it shortens it when its
+// PEXPIRE may have landed somewhere (a yes, a master that did not answer in
+// time, a cancelled ctx) and ttl ends sooner than the current Until: Until
+// is then this call's start + ttl − drift.
+//
+// Extends of one lock run one at a time (a second one waits for the first,
+// or for its own ctx), so Until always follows the extension the masters
+// applied last.
 func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 	c := l.c
 	if err := c.checkArgs(l.resource, ttl); err != nil {
@@ -72,42 +141,84 @@ func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
+	if err := l.beginExtend(ctx); err != nil {
+		return err
+	}
+	defer l.endExtend()
 	if !l.Valid() {
 		return fmt.Errorf("%w: %q: validity ran out at %v", ErrNotHeld, l.resource, l.Until().Format(time.RFC3339Nano))
 	}
+	l.noteTTL(ttl)
 	start := time.Now()
 	r := l.g.fanout(ctx, request{op: opExtend, key: l.key, token: l.token, ttlMs: ttlMillis(ttl), hash: l.hash, timeout: c.s.NodeTimeout})
-	valid := validity(ttl, time.Since(start), c.s.DriftFactor)
-	newUntil := start.Add(ttl - driftAllowance(ttl, c.s.DriftFactor))
+	until := validUntil(start, ttl, c.s.DriftFactor)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
 	case l.released:
 		return fmt.Errorf("%w: %q: released while extending", ErrNotHeld, l.resource)
-	case r.yes >= l.g.quorum && valid > 0:
-		l.until, l.ttl = newUntil, ttl
+	case r.yes >= l.g.quorum && time.Now().Before(until):
+		l.setUntil(until)
 		return nil
 	case r.yes >= l.g.quorum:
 		// Extended, but the extension took longer than its own validity:
 		// nothing more can be trusted than before it.
-		if newUntil.Before(l.until) {
-			l.until = newUntil
-		}
+		l.capUntil(until)
 		return fmt.Errorf("redlock: extend %q: a quorum extended it but the extension's validity ran out (it took %v): %w",
 			l.resource, time.Since(start), l.g.quorumError(opExtend, l.resource, r))
 	case r.no >= l.g.quorum:
-		l.until = time.Time{}
+		l.setUntil(time.Time{})
 		return fmt.Errorf("%w: %q: %w", ErrNotHeld, l.resource, l.g.quorumError(opExtend, l.resource, r))
 	}
-	// Some masters may have applied a shorter TTL: never trust more than it.
-	if r.yes > 0 && newUntil.Before(l.until) {
-		l.until = newUntil
+	// Masters that said yes, or whose answer is unknown, may have applied
+	// this TTL (a paused master applies it when it resumes): never trust
+	// more than it.
+	if r.mayHaveApplied() {
+		l.capUntil(until)
 	}
 	qe := l.g.quorumError(opExtend, l.resource, r)
 	if err := ctx.Err(); err != nil {
 		return errors.Join(qe, err)
 	}
 	return qe
+}
+
+// beginExtend waits until no other Extend of l is in flight and marks one
+// in flight. It sends nothing and returns ctx's error when ctx ends first
+// (or had ended already).
+func (l *Lock) beginExtend(ctx context.Context) error {
+	l.mu.Lock()
+	for l.extending {
+		if l.extendDone == nil {
+			l.extendDone = make(chan struct{})
+		}
+		done := l.extendDone
+		l.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return fmt.Errorf("redlock: extend %q: not sent (another Extend of this lock was in flight): %w", l.resource, ctx.Err())
+		}
+		l.mu.Lock()
+	}
+	if err := ctx.Err(); err != nil {
+		l.mu.Unlock()
+		return fmt.Errorf("redlock: extend %q: not sent: %w", l.resource, err)
+	}
+	l.extending = true
+	l.mu.Unlock()
+	return nil
+}
+
+// endExtend ends the Extend in flight and wakes the ones waiting.
+func (l *Lock) endExtend() {
+	l.mu.Lock()
+	l.extending = false
+	if l.extendDone != nil {
+		close(l.extendDone)
+		l.extendDone = nil
+	}
+	l.mu.Unlock()
 }
 
 // Release deletes the lock's key on every master of its group where it still
@@ -121,13 +232,11 @@ func (l *Lock) Release(ctx context.Context) error {
 		return ErrClosed
 	}
 	l.mu.Lock()
-	// A master that misses the release (down, or no answer in time) gets it
-	// when it is back, as long as the key may still exist there.
-	var keep time.Duration
-	if !l.until.IsZero() {
-		keep = time.Until(l.until) + driftAllowance(l.ttl, c.s.DriftFactor)
-	}
-	l.until = time.Time{}
+	// A master that may hold the key and misses the release (down, or no
+	// answer in time) gets it when it answers again: from then on, the key
+	// may live there for as long as the longest TTL sent for it.
+	keep := keyLife(l.keyTTL, c.s.DriftFactor)
+	l.setUntil(time.Time{})
 	l.released = true
 	l.mu.Unlock()
 	return c.release(ctx, l.g, l.hash, l.resource, l.key, l.token, keep, l.mayHold)
@@ -252,10 +361,12 @@ func (c *Client) DoWith(ctx context.Context, resource string, ttl time.Duration,
 	return fn(lctx)
 }
 
-// watch cancels ctx with ErrLockLost when the lock's validity runs out,
-// following extensions made by hand, and extends it every ttl/3 when asked.
+// watch cancels ctx with ErrLockLost when the lock's validity runs out. It
+// follows every change of Until (untilChanged): an Extend by hand that
+// shortens or lengthens the validity, a lock found lost or released. When
+// asked, it extends the lock by ttl every ttl/3.
 func (l *Lock) watch(ctx context.Context, ttl time.Duration, autoExtend bool, stop <-chan struct{}, cancel context.CancelCauseFunc) {
-	expiry := time.NewTimer(l.TTL())
+	expiry := time.NewTimer(time.Hour)
 	defer expiry.Stop()
 	var tick <-chan time.Time
 	if autoExtend {
@@ -264,29 +375,37 @@ func (l *Lock) watch(ctx context.Context, ttl time.Duration, autoExtend bool, st
 		tick = t.C
 	}
 	for {
+		until, changed := l.untilChanged()
+		left := time.Until(until)
+		if until.IsZero() || left <= 0 {
+			cancel(ErrLockLost)
+			return
+		}
+		expiry.Reset(left) // since Go 1.23, Reset drops a tick not yet received
 		select {
 		case <-stop:
 			return
 		case <-ctx.Done():
 			return
-		case <-expiry.C:
-			if left := l.TTL(); left > 0 {
-				expiry.Reset(left) // extended meanwhile
-				continue
-			}
-			cancel(ErrLockLost)
-			return
+		case <-changed:
+		case <-expiry.C: // checked at the top
 		case <-tick:
-			ectx, ecancel := context.WithTimeout(ctx, l.c.s.NodeTimeout*2)
+			// The extension may not run past the validity it is meant to
+			// prolong: the watcher must be free to cancel at Until.
+			ectx, ecancel := context.WithDeadline(ctx, minTime(time.Now().Add(2*l.c.s.NodeTimeout), until))
 			err := l.Extend(ectx, ttl)
 			ecancel()
 			if errors.Is(err, ErrNotHeld) {
 				cancel(fmt.Errorf("%w: %w", ErrLockLost, err))
 				return
 			}
-			if left := l.TTL(); left > 0 {
-				expiry.Reset(left)
-			}
 		}
 	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

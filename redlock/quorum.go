@@ -79,7 +79,12 @@ func (g *group) fanout(ctx context.Context, q request) result {
 	args := newCmdArgs(q.key, q.token, q.ttlMs)
 	deadline := time.Now().Add(q.timeout)
 	decisive := q.decisive()
-	direct := n == 1 // one master: nothing to wait for in parallel, send it ourselves when we can
+	// One master: nothing to wait for in parallel, so the caller sends the
+	// command itself when it can — unless ctx can end: a direct send blocks
+	// until the master answers or NodeTimeout, and the caller must be able
+	// to give up when ctx ends, so the command goes through the writer and
+	// the caller waits for ctx below.
+	direct := n == 1 && ctx.Done() == nil
 	for i, nd := range g.nodes {
 		r.slots[i].call = q.call(i, args, deadline, out)
 		nd.submit(&r.slots[i].call, q.hash, direct)
@@ -182,12 +187,30 @@ func (r *result) mayHold() uint64 {
 		if i >= 64 {
 			break
 		}
-		rp := sl.reply
-		if rp.ok || !rp.done || (rp.err != nil && mayHaveLanded(rp.err)) {
+		if sl.reply.mayBeApplied() {
 			m |= 1 << i
 		}
 	}
 	return m
+}
+
+// mayHaveApplied tells whether the command may have been applied by at
+// least one master: one said yes, or its answer is unknown (see mayHold).
+func (r *result) mayHaveApplied() bool {
+	for _, sl := range r.slots {
+		if sl.reply.mayBeApplied() {
+			return true
+		}
+	}
+	return false
+}
+
+// mayBeApplied tells whether the master may have applied the command: it
+// said yes, or its answer is unknown (not awaited, timed out, the caller's
+// ctx ended, connection lost after sending). The one "may have landed" test
+// for SETs (mayHold) and PEXPIREs (Extend).
+func (rp reply) mayBeApplied() bool {
+	return rp.ok || !rp.done || (rp.err != nil && mayHaveLanded(rp.err))
 }
 
 // mayHaveLanded tells whether a command that failed with err may still have
