@@ -72,7 +72,11 @@ type Config struct {
 	HealthCheckPeriod time.Duration
 
 	// ReleaseTimeout bounds the background cleanup of a failed attempt (the
-	// release sent to every master of the group). Default: 1 s.
+	// release sent to every master of the group) and the release at the end
+	// of Do. A release is never dropped where the lock's SET may have landed:
+	// there it is sent however long it waits behind that SET (even when
+	// NodeTimeout is longer), and kept for a master that misses it until the
+	// master answers again. Default: 1 s.
 	ReleaseTimeout time.Duration
 
 	// KeyPrefix is prepended to every resource to form its Redis key.

@@ -3,8 +3,11 @@ package redlock
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/quorumlock/quorumlock/internal/redisproc"
 )
 
 // TestOneMasterHonoursContext (issue 9, item 7): a one-master group answers
@@ -56,4 +59,170 @@ func TestOneMasterHonoursContext(t *testing.T) {
 	eventually(t, 20*time.Second, "keys released after the master resumed", func() bool {
 		return keyOn(t, s, "one-held") == "" && keyOn(t, s, "one-try") == ""
 	})
+}
+
+// TestCleanupNotExpiredBehindItsSet (issue 9, item 5): with NodeTimeout
+// longer than ReleaseTimeout, a cancelled attempt's cleanup waits in the
+// queue behind its own SET on slow masters (CLIENT PAUSE, answered within
+// NodeTimeout). The SET lands; the release must land after it instead of
+// being answered "not sent", or the key blocks the resource for its TTL.
+func TestCleanupNotExpiredBehindItsSet(t *testing.T) {
+	f := fleet(t, 1, 3)
+	cfg := clusterConfig(f)
+	cfg.NodeTimeout = 5 * time.Second // ReleaseTimeout stays at its 1 s default
+	cfg.RetryStrategy = NoRetry()
+	c := newClient(t, cfg)
+	for _, s := range f[0] {
+		pauseCommands(t, s, 2*time.Second)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	_, err := c.TryLock(ctx, "behind-set", 30*time.Second)
+	cancel()
+	if !errors.Is(err, ErrNotObtained) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("TryLock against masters holding commands = %v; want ErrNotObtained joined with the ctx error", err)
+	}
+	barrier(t, c, "behind-set") // the SETs landed when the pause ended, then what followed them
+	eventually(t, 15*time.Second, "cleanup applied after its SET (TTL 30s)", func() bool {
+		for _, s := range f[0] {
+			if keyOn(t, s, "behind-set") != "" {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestKeptReleaseOutlivesLongPause (issue 9, item 6): a majority paused
+// (SIGSTOP) longer than the TTL. The failed attempt's SETs apply on resume
+// with a fresh TTL; the releases kept for those masters must still be sent
+// when they answer again, not discarded because the TTL counted from the
+// failure has passed.
+func TestKeptReleaseOutlivesLongPause(t *testing.T) {
+	f := fleet(t, 1, 3)
+	cfg := faultConfig(f)
+	c := newClient(t, cfg)
+	const ttl = 5 * time.Second
+	paused := f[0][1:]
+	for _, s := range paused {
+		if err := s.Pause(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.TryLock(context.Background(), "long-pause", ttl); !errors.Is(err, ErrNotObtained) {
+		t.Fatalf("TryLock with a paused majority = %v; want ErrNotObtained", err)
+	}
+	time.Sleep(keyLife(ttl, cfg.DriftFactor) + 500*time.Millisecond) // longer than the key could live from the failure
+	resumed := time.Now()
+	for _, s := range paused {
+		if err := s.Resume(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Their SETs apply now, with a fresh 5 s TTL; the kept releases follow
+	// at reconnect (ReconnectInterval 50 ms).
+	eventually(t, ttl*7/10, "kept releases sent at reconnect", func() bool {
+		for _, s := range f[0] {
+			if keyOn(t, s, "long-pause") != "" {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("keys gone %v after resume (TTL %v)", time.Since(resumed).Round(time.Millisecond), ttl)
+}
+
+// fillWriter blocks master nd's only writer (PoolSize 1) on a paused server
+// and fills its queue with real commands until it refuses one.
+func fillWriter(t *testing.T, c *Client, nd *node, key string) {
+	t.Helper()
+	out := make(chan reply, writerQueueLen+maxBatch+32)
+	q := request{op: opExists, key: key, hash: 0, timeout: 20 * time.Second}
+	args := newCmdArgs(key, "", 0)
+	for i := 0; ; i++ {
+		cl := q.call(0, args, time.Now().Add(q.timeout), out)
+		nd.submit(&cl, 0, false)
+		select {
+		case rp := <-out:
+			if errors.Is(rp.err, errQueueFull) {
+				return
+			}
+			t.Fatalf("filler %d answered before the queue was full: %+v", i, rp)
+		default:
+		}
+		if i > writerQueueLen+maxBatch+16 {
+			t.Fatal("writer queue never filled")
+		}
+	}
+}
+
+// TestNeededReleaseNotDroppedWhenQueueFull: a release a master may need,
+// which finds that master's queue full (up, but overloaded), is kept and
+// retried instead of being answered "queue full" and dropped.
+func TestNeededReleaseNotDroppedWhenQueueFull(t *testing.T) {
+	f := fleet(t, 1, 3)
+	cfg := clusterConfig(f)
+	cfg.PoolSize = 1
+	cfg.NodeTimeout = 10 * time.Second
+	c := newClient(t, cfg)
+	ctx := context.Background()
+	l, err := c.Lock(ctx, "qfull", 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	barrier(t, c, "qfull")
+	s := f[0][0]
+	pauseCommands(t, s, 2*time.Second)
+	fillWriter(t, c, c.groups[0].nodes[0], "filler")
+	if err := l.Release(ctx); err != nil { // a quorum (masters 1 and 2) deletes it
+		t.Fatalf("Release: %v", err)
+	}
+	eventually(t, 20*time.Second, "release reached the overloaded master (TTL 30s)", func() bool { return absentOn(s, "qfull") })
+}
+
+// TestNeededReleaseRetriedWhenBusy: a master busy running a script answers
+// BUSY to a release it may need: the release is not applied, so it is
+// retried, not dropped.
+func TestNeededReleaseRetriedWhenBusy(t *testing.T) {
+	f := fleet(t, 1, 3)
+	cfg := clusterConfig(f)
+	c := newClient(t, cfg)
+	ctx := context.Background()
+	l, err := c.Lock(ctx, "busy", 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	barrier(t, c, "busy")
+	s := f[0][0]
+	if v, err := s.Do(ctx, "CONFIG", "SET", "busy-reply-threshold", "10"); err != nil || v != "+OK" {
+		t.Fatalf("CONFIG SET busy-reply-threshold: %q %v", v, err)
+	}
+	looping := make(chan struct{})
+	go func() { // runs until SCRIPT KILL
+		defer close(looping)
+		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		_, _ = s.Do(lctx, "EVAL", "while true do end", "0")
+	}()
+	eventually(t, 10*time.Second, "master busy", func() bool {
+		_, err := s.Do(ctx, "PING")
+		return err != nil && strings.HasPrefix(err.Error(), "BUSY")
+	})
+	if err := l.Release(ctx); err != nil { // masters 1 and 2 delete it
+		t.Fatalf("Release: %v", err)
+	}
+	barrier(t, c, "busy") // master 0 has answered BUSY to the release by now
+	if v, err := s.Do(ctx, "SCRIPT", "KILL"); err != nil || v != "+OK" {
+		t.Fatalf("SCRIPT KILL: %q %v", v, err)
+	}
+	<-looping
+	eventually(t, 20*time.Second, "release retried after BUSY (TTL 30s)", func() bool { return absentOn(s, "busy") })
+}
+
+// absentOn reports whether key is absent on s; false while s does not
+// answer (paused, busy).
+func absentOn(s *redisproc.Server, key string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	v, err := s.Do(ctx, "GET", key)
+	return err == nil && v == "$-1"
 }

@@ -31,9 +31,11 @@ type node struct {
 	failures  atomic.Int64
 	downs     atomic.Int64
 
-	keptMu sync.Mutex
-	kept   []keptRelease // releases it missed, sent when it is back (kept.go)
-	pruned time.Time     // last scan of a full kept list
+	keptMu        sync.Mutex
+	kept          []keptRelease // releases it missed, sent when it answers again (kept.go)
+	droppedLogged time.Time     // last warning about a full kept list
+	keptDropped   atomic.Int64  // needed releases dropped because the kept list was full
+	retryPending  atomic.Bool   // a flush of kept releases is scheduled (keepAndRetry)
 }
 
 func newNode(c *Client, a address) (*node, error) {

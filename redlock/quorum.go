@@ -39,9 +39,10 @@ type request struct {
 	// timeout bounds each master's answer (NodeTimeout; ReleaseTimeout for
 	// a detached release).
 	timeout time.Duration
-	// Releases only: masters of keepMask (bit i for master i; see mayHold)
-	// that miss the release keep it for keepFor (the key's longest
-	// remaining life) and send it when they are back. keepFor 0: not kept.
+	// Releases only: for masters of keepMask (bit i for master i; see
+	// mayHold) the release is needed, and never dropped silently (kept.go);
+	// keepFor is the key's longest life once a master applies its last
+	// command (keyLife). keepFor 0: not needed anywhere.
 	keepMask uint64
 	keepFor  time.Duration
 }
@@ -53,7 +54,7 @@ func (q *request) decisive() bool { return q.op != opAcquire }
 
 // call is q's command for master i, answering on out.
 func (q *request) call(i int, args *cmdArgs, deadline time.Time, out chan<- reply) call {
-	cl := call{op: q.op, idx: i, key: q.key, token: q.token, args: args, deadline: deadline, out: out}
+	cl := call{op: q.op, idx: i, key: q.key, token: q.token, args: args, deadline: deadline, hash: q.hash, out: out}
 	if q.op == opRelease && q.keepFor > 0 && hasBit(q.keepMask, i) {
 		cl.keepFor = q.keepFor
 	}
@@ -161,9 +162,10 @@ func (r *result) fillPending(g *group, err error) {
 
 // releaseDetached sends the release q to every master of the group —
 // including those that did not answer an attempt, whose SET may still have
-// landed — without waiting: the writers send it detached from the caller,
-// each bounded by q.timeout. A master that misses it keeps it (q.keepMask,
-// q.keepFor) and sends it when it is back.
+// landed — without waiting: the writers send it detached from the caller.
+// q.timeout bounds only the masters that cannot hold the key; where it is
+// needed (q.keepMask) it is sent however long it waited in the queue, and a
+// master that misses it keeps it (kept.go).
 func (g *group) releaseDetached(q request) {
 	n := len(g.nodes)
 	out := make(chan reply, n) // nobody reads it: every answer fits, then it is garbage

@@ -34,9 +34,10 @@ type call struct {
 	args     *cmdArgs // the same for every master of the fan-out: boxed once
 	deadline time.Time
 	// keepFor > 0 marks a release this master may need (its SET may have
-	// landed): if it is not delivered, the master keeps it for keepFor (the
-	// key's longest remaining life) and sends it when it is back.
+	// landed): it is never dropped silently (kept.go); keepFor is how long
+	// the key may live once the master applies its last command (keyLife).
 	keepFor time.Duration
+	hash    uint64       // the key's hash: picks the writer (a kept release goes back to the same one)
 	out     chan<- reply // buffered for the whole fan-out: never blocks
 }
 
@@ -89,8 +90,8 @@ func (n *node) submit(cl *call, hash uint64, direct bool) {
 	select {
 	case q <- cl:
 	default:
-		// Not kept for later: kept releases are sent when a master comes
-		// back, and this one is up (only overloaded); the key expires.
+		// Up but overloaded: a release it may need is kept and retried.
+		n.keepAndRetry(cl)
 		cl.answer(false, errQueueFull)
 	}
 }
@@ -143,8 +144,11 @@ func (n *node) exec(batch []*call, cmds []*redis.Cmd) []*redis.Cmd {
 	now := time.Now()
 	live := batch[:0]
 	for _, cl := range batch {
-		if now.After(cl.deadline) {
-			cl.answer(false, errExpired) // nobody waits for it: don't send it
+		if now.After(cl.deadline) && !cl.needed() {
+			// Nobody waits for it: don't send it. A release this master
+			// may need is sent whatever its deadline: it may have waited
+			// behind its own SET, which lands.
+			cl.answer(false, errExpired)
 			continue
 		}
 		live = append(live, cl)
@@ -197,11 +201,14 @@ func (n *node) run(res *puddle.Resource[*pconn], calls []*call, cmds []*redis.Cm
 		ok, err := decode(cl.op, cmds[i])
 		if err != nil {
 			n.failures.Add(1)
-			if !isServerError(err) {
+			switch {
+			case !isServerError(err):
 				if transportErr == nil {
 					transportErr = err
 				}
-				n.keepRelease(cl)
+				n.keepRelease(cl) // sent when the master answers again
+			case retryLater(err):
+				n.keepAndRetry(cl) // up, but loading or busy: not applied
 			}
 			err = n.wrap(err)
 		}
