@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 )
@@ -18,17 +19,33 @@ type address struct {
 	tls      bool
 	username string
 	password string
+	field    string // where Config lists it: "Servers[1]", "Cluster[0][2]"
 }
 
 // hostPort is "host:port" (IPv6 hosts bracketed).
 func (a address) hostPort() string { return net.JoinHostPort(a.host, strconv.Itoa(a.port)) }
 
-// identity is the normalized form that names a master: lower-case host and
+// identity is the normalized form that names a master: canonical host and
 // port, without scheme, credentials or database. Two spellings of one master
 // have one identity, so duplicates are caught and routing is order-free; two
 // databases of one server are one master too (one process, one failure: it
-// must not cast two votes).
-func (a address) identity() string { return a.hostPort() }
+// must not cast two votes). IP literals are canonical (canonicalHost);
+// names are lower-cased. Spellings text cannot unify (DNS aliases) are
+// caught at connect by the server's run_id (Client.claimServer).
+func (a address) identity() string {
+	return net.JoinHostPort(canonicalHost(a.host), strconv.Itoa(a.port))
+}
+
+// canonicalHost is the canonical text of an IP literal: IPv4-mapped IPv6
+// (::ffff:127.0.0.1, 0:0:0:0:0:ffff:7f00:1) as plain IPv4, other IPv6 in its
+// shortest RFC 5952 form. Anything else (a DNS name) is returned as is.
+func canonicalHost(h string) string {
+	ip, err := netip.ParseAddr(h)
+	if err != nil {
+		return h
+	}
+	return ip.Unmap().String()
+}
 
 const maxAddressLen = 4096
 

@@ -20,8 +20,12 @@ type Client struct {
 	ring    *ring
 	closing chan struct{}
 	closed  atomic.Bool
+	started atomic.Bool    // New has returned: new connections claim their server (serverCheck)
 	bgMu    sync.Mutex     // orders goBackground's wg.Add before Close's wg.Wait
 	wg      sync.WaitGroup // every goroutine the client starts
+
+	serversMu sync.Mutex
+	servers   map[string]*node // run_id → the master that reaches that server (claimServer)
 }
 
 // New validates cfg, opens one connection to every master in parallel and
@@ -33,7 +37,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{s: s, closing: make(chan struct{})}
+	c := &Client{s: s, closing: make(chan struct{}), servers: make(map[string]*node)}
 	ids := make([]string, len(s.groups))
 	for gi, addrs := range s.groups {
 		g := &group{index: gi, id: groupIdentity(addrs), quorum: len(addrs)/2 + 1}
@@ -64,10 +68,58 @@ func New(cfg Config) (*Client, error) {
 		}()
 	}
 	wg.Wait()
+	// One server, one vote: two masters that reached one server (one
+	// run_id) under two spellings the text could not unify (DNS aliases)
+	// are refused, naming both.
+	for _, nd := range c.nodes {
+		if nd.down.Load() {
+			continue
+		}
+		if err := c.claimServer(nd, false); err != nil {
+			_ = c.Close()
+			return nil, err
+		}
+	}
+	c.started.Store(true)
 
 	c.wg.Add(1)
 	go c.healthLoop()
 	return c, nil
+}
+
+// claimServer records that n reaches the server whose run_id it read at
+// connect and, with markUp, marks n up — unless another master of the fleet that is up
+// reaches that same server: then n stays down and the error names both
+// spellings. Claim and mark-up happen under one lock, so two masters that
+// reach one server are never up together: one server casts one vote,
+// however it is spelled (names that resolve alike, proxies). A master whose
+// server is unknown (INFO denied) claims nothing.
+func (c *Client) claimServer(n *node, markUp bool) error {
+	si := n.info.Load()
+	c.serversMu.Lock()
+	defer c.serversMu.Unlock()
+	if si != nil {
+		other := c.servers[si.runID]
+		if other != nil && other != n && !other.down.Load() {
+			return &ConfigError{Field: n.addr.field, Value: fmt.Sprintf("%q", n.addr.redacted),
+				Reason: fmt.Sprintf("same server as %s %q (run_id %s): one server must not cast two votes", other.addr.field, other.addr.redacted, si.runID)}
+		}
+		if other != nil && other != n {
+			other.claimed = "" // it is down: this master reaches the server now
+		}
+	}
+	if n.claimed != "" && c.servers[n.claimed] == n {
+		delete(c.servers, n.claimed)
+	}
+	n.claimed = ""
+	if si != nil {
+		c.servers[si.runID] = n
+		n.claimed = si.runID
+	}
+	if markUp {
+		n.down.Store(false)
+	}
+	return nil
 }
 
 func (c *Client) healthLoop() {

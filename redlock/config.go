@@ -25,7 +25,12 @@ type Config struct {
 
 	// Cluster is several quorum groups; every resource is routed by
 	// consistent hashing to exactly one group. Each group has an odd number
-	// of masters and no master appears twice in the whole fleet.
+	// of masters and no master appears twice in the whole fleet: IP
+	// literals are compared in canonical form (::ffff:127.0.0.1 is
+	// 127.0.0.1), databases of one server are one master, and two masters
+	// that turn out to be one server at connect (the same run_id in INFO
+	// server: a DNS alias, a proxy) are refused — by New, or, found later,
+	// by keeping the second one down. One server casts one vote.
 	Cluster [][]string
 
 	// PoolSize is the number of connections per master. Each connection has
@@ -267,7 +272,7 @@ func (c Config) validate() (*settings, error) {
 			return fmt.Sprintf("Cluster[%d][%d]", g, i)
 		}
 	}
-	seen := make(map[string]string) // identity → field
+	seen := make(map[string]address) // identity → the first master with it
 	for g, grp := range raw {
 		if len(grp) == 0 {
 			return nil, &ConfigError{Field: field(g, -1), Reason: "empty group"}
@@ -285,10 +290,12 @@ func (c Config) validate() (*settings, error) {
 			if a.username == "" && a.password == "" {
 				a.username, a.password = c.Username, c.Password
 			}
+			a.field = field(g, i)
 			if prev, dup := seen[a.identity()]; dup {
-				return nil, &ConfigError{Field: field(g, i), Value: fmt.Sprintf("%q", a.redacted), Reason: "duplicate master: same as " + prev}
+				return nil, &ConfigError{Field: a.field, Value: fmt.Sprintf("%q", a.redacted),
+					Reason: fmt.Sprintf("duplicate master: same as %s %q (one server must not cast two votes)", prev.field, prev.redacted)}
 			}
-			seen[a.identity()] = field(g, i)
+			seen[a.identity()] = a
 			addrs[i] = a
 		}
 		s.groups = append(s.groups, addrs)

@@ -29,6 +29,12 @@ func TestParseAddress(t *testing.T) {
 		{in: "redis://:s3cret@10.0.0.1:7000", identity: "10.0.0.1:7000", pass: "s3cret"},
 		{in: "redis://app:s3cr%40t@10.0.0.1:7000/2", identity: "10.0.0.1:7000", user: "app", pass: "s3cr@t"},
 		{in: "rediss://app:p@ss@[::1]:6380", identity: "[::1]:6380", tls: true, user: "app", pass: "p@ss"},
+		// IP literals are canonical: one server, one identity.
+		{in: "[::ffff:127.0.0.1]:7000", identity: "127.0.0.1:7000"},
+		{in: "redis://[0:0:0:0:0:ffff:7f00:1]:7000/1", identity: "127.0.0.1:7000"},
+		{in: "[::FFFF:7F00:1]:7000", identity: "127.0.0.1:7000"},
+		{in: "[0:0:0:0:0:0:0:1]:7000", identity: "[::1]:7000"},
+		{in: "[2001:DB8:0:0:0:0:0:1]", identity: "[2001:db8::1]:6379"},
 		{in: "", err: "empty address"},
 		{in: "10.0.0.1:", err: "bad port"},
 		{in: "10.0.0.1:0", err: "bad port"},

@@ -3,11 +3,14 @@ package redlock
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/quorumlock/quorumlock/internal/redisproc"
+	"github.com/rs/zerolog"
 )
 
 // TestOneMasterHonoursContext (issue 9, item 7): a one-master group answers
@@ -225,4 +228,162 @@ func absentOn(s *redisproc.Server, key string) bool {
 	defer cancel()
 	v, err := s.Do(ctx, "GET", key)
 	return err == nil && v == "$-1"
+}
+
+// startProxy starts an in-process TCP proxy on loopback to upstream: a
+// second address that reaches the same server, as a DNS alias would.
+func startProxy(t *testing.T, upstream string) *toxiproxy.Proxy {
+	t.Helper()
+	tox := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
+	p := toxiproxy.NewProxy(tox, "alias", "127.0.0.1:0", upstream)
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	return p
+}
+
+// TestOneServerOneVote (issue 9, item 4): one redis-server reached under
+// two spellings must never cast two votes, and two clients that spell one
+// fleet differently must route every resource to the same group.
+func TestOneServerOneVote(t *testing.T) {
+	t.Run("IP literal spellings of one master are one master", func(t *testing.T) {
+		s := fleet(t, 1, 3)[0]
+		p := s[0].Port()
+		for _, dup := range []string{
+			fmt.Sprintf("redis://[::ffff:127.0.0.1]:%d/1", p),
+			fmt.Sprintf("[0:0:0:0:0:ffff:7f00:1]:%d", p),
+		} {
+			cfg := Config{Servers: []string{fmt.Sprintf("redis://127.0.0.1:%d/0", p), dup, s[1].Addr()}, Logger: quietLogger}
+			c, err := New(cfg)
+			if err == nil {
+				_ = c.Close()
+				t.Fatalf("New accepted %q beside 127.0.0.1:%d: one process, two votes", dup, p)
+			}
+			var ce *ConfigError
+			if !errors.As(err, &ce) || ce.Field != "Servers[1]" || !strings.Contains(err.Error(), "Servers[0]") ||
+				!strings.Contains(err.Error(), dup) || !strings.Contains(err.Error(), fmt.Sprintf("127.0.0.1:%d/0", p)) {
+				t.Fatalf("New = %v; want a ConfigError on Servers[1] naming both spellings", err)
+			}
+		}
+	})
+
+	t.Run("two spellings of one fleet route alike and exclude each other", func(t *testing.T) {
+		f := fleet(t, 3, 1)
+		plain := make([][]string, 3)
+		mapped := make([][]string, 3)
+		for i, g := range f {
+			plain[i] = []string{g[0].Addr()}
+			if i%2 == 0 {
+				mapped[i] = []string{fmt.Sprintf("[::ffff:127.0.0.1]:%d", g[0].Port())}
+			} else {
+				mapped[i] = []string{fmt.Sprintf("redis://[0:0:0:0:0:ffff:7f00:1]:%d", g[0].Port())}
+			}
+		}
+		c1 := newClient(t, Config{Cluster: plain, NodeTimeout: time.Second, RetryStrategy: NoRetry()})
+		c2 := newClient(t, Config{Cluster: mapped, NodeTimeout: time.Second, RetryStrategy: NoRetry()})
+		ctx := context.Background()
+		for i := 0; i < 200; i++ {
+			res := fmt.Sprint("spelled-", i)
+			l, err := c1.TryLock(ctx, res, 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l2, err := c2.TryLock(ctx, res, 10*time.Second); err == nil {
+				_ = l2.Release(ctx)
+				t.Fatalf("%q: two holders through two spellings of one fleet", res)
+			} else if !errors.Is(err, ErrNotObtained) {
+				t.Fatal(err)
+			}
+			_ = l.Release(ctx)
+			g1, _ := c1.route(res)
+			g2, _ := c2.route(res)
+			if g1.index != g2.index {
+				t.Fatalf("%q routed to group %d by one spelling of the fleet and %d by the other", res, g1.index, g2.index)
+			}
+		}
+	})
+
+	t.Run("an alias the text cannot unify is refused at New", func(t *testing.T) {
+		s := fleet(t, 1, 3)[0]
+		alias := startProxy(t, s[0].Addr())
+		aliasURL := "redis://" + alias.Listen + "/1" // db 1: a keyspace of its own, a second vote without the check
+		cfg := Config{Servers: []string{s[0].Addr(), s[1].Addr(), aliasURL}, Logger: quietLogger, NodeTimeout: time.Second}
+		c, err := New(cfg)
+		if err == nil {
+			_ = c.Close()
+			t.Fatalf("New accepted %s, an alias of %s: one server, two votes", aliasURL, s[0].Addr())
+		}
+		var ce *ConfigError
+		if !errors.As(err, &ce) || ce.Field != "Servers[2]" || !strings.Contains(err.Error(), "same server as Servers[0]") ||
+			!strings.Contains(err.Error(), aliasURL) || !strings.Contains(err.Error(), s[0].Addr()) {
+			t.Fatalf("New = %v; want a ConfigError on Servers[2] naming both spellings", err)
+		}
+		t.Logf("New: %v", err)
+	})
+
+	t.Run("an alias found after New stays down and casts no vote", func(t *testing.T) {
+		s := fleet(t, 1, 4)[0] // s[3] is where the alias points first
+		alias := startProxy(t, s[3].Addr())
+		aliasURL := "redis://" + alias.Listen + "/1"
+		cfg := faultConfig([][]*redisproc.Server{s[:3]})
+		cfg.Servers = []string{s[0].Addr(), s[1].Addr(), aliasURL}
+		c := newClient(t, cfg)
+		ctx := context.Background()
+		if l, err := c.TryLock(ctx, "alias-ok", 10*time.Second); err != nil {
+			t.Fatal(err)
+		} else {
+			_ = l.Release(ctx)
+		}
+		// The alias now reaches s[0] (as a DNS name that moved would): its
+		// connections close, the pool re-dials on the next command.
+		listen := alias.Listen
+		alias.Stop()
+		alias.Listen, alias.Upstream = listen, s[0].Addr()
+		if err := alias.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// With s[1] stopped, only s[0] is live: it must not make a quorum
+		// of 2 by voting as itself and as the alias.
+		if err := s[1].Pause(); err != nil {
+			t.Fatal(err)
+		}
+		defer s[1].Resume()
+		deadline := time.Now().Add(20 * time.Second)
+		for i := 0; ; i++ {
+			l, err := c.TryLock(ctx, fmt.Sprint("one-vote-", i), 10*time.Second)
+			if err == nil {
+				_ = l.Release(ctx)
+				t.Fatalf("locked with s[1] stopped: %s voted twice (as itself and as %s)", s[0].Addr(), aliasURL)
+			}
+			if !errors.Is(err, ErrNotObtained) {
+				t.Fatalf("TryLock = %v; want ErrNotObtained", err)
+			}
+			st := c.MasterStats()[2]
+			if !st.Up && strings.Contains(st.LastError, "same server as Servers[0]") {
+				if !strings.Contains(st.LastError, s[0].Addr()) || !strings.Contains(st.LastError, aliasURL) {
+					t.Fatalf("LastError %q does not name both spellings", st.LastError)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("alias master not refused within 20s: %+v", st)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(3 * cfg.ReconnectInterval) // its reconnect loop retries meanwhile: still refused
+		if _, err := c.TryLock(ctx, "one-vote-last", 10*time.Second); err == nil {
+			t.Fatal("locked with one live server reached under two names")
+		}
+		if err := s[1].Resume(); err != nil {
+			t.Fatal(err)
+		}
+		// Pointed at a server of its own again, it comes back.
+		alias.Stop()
+		alias.Listen, alias.Upstream = listen, s[3].Addr()
+		if err := alias.Start(); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, "alias back up on a server of its own", func() bool { return c.MasterStats()[2].Up })
+	})
 }

@@ -2,6 +2,9 @@ package redlock
 
 import (
 	"context"
+	"errors"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -23,7 +26,9 @@ func (n *node) fail(err error) {
 func (n *node) startReconnect() { n.c.goBackground(n.reconnectLoop) }
 
 // reconnectLoop retries a down master every ReconnectInterval until it
-// answers and has its scripts, marks it up, then sends the releases it missed.
+// answers, has its scripts and is not a server another master of the fleet
+// already reaches (claimServer), marks it up, then sends the releases it
+// missed.
 func (n *node) reconnectLoop() {
 	t := time.NewTicker(n.c.s.ReconnectInterval)
 	defer t.Stop()
@@ -33,12 +38,23 @@ func (n *node) reconnectLoop() {
 			return
 		case <-t.C:
 		}
-		if err := n.connect(); err != nil {
+		err := n.connect()
+		if err == nil {
+			err = n.c.claimServer(n, true) // marks it up
+		}
+		var dup *ConfigError
+		if errors.As(err, &dup) { // another master of the fleet reaches this server
+			n.pool.reset() // stays down: its connections are not used
+			if n.dupLogged.CompareAndSwap(false, true) {
+				n.c.s.Logger.Error("redlock: master refused: another master of the fleet reaches the same server", "master", n.addr.redacted, "err", err)
+			}
+		}
+		if err != nil {
 			msg := redactErr(err, n.addr)
 			n.lastErr.Store(&msg)
 			continue
 		}
-		n.down.Store(false)
+		n.dupLogged.Store(false)
 		n.c.s.Logger.Info("redlock: master up", "master", n.addr.redacted,
 			"down_for", time.Since(time.Unix(0, n.downSince.Load())).Round(time.Millisecond))
 		n.flushKept()
@@ -46,8 +62,79 @@ func (n *node) reconnectLoop() {
 	}
 }
 
-// connect opens the pool's connections (dial, AUTH, PING) and loads the
-// scripts.
+// serverInfo is what a master said about itself (INFO server) on its
+// newest connection. It is nil when INFO is denied (an ACL without +info).
+type serverInfo struct {
+	runID  string        // run_id: random, new at every start of the server process
+	uptime time.Duration // uptime_in_seconds (one-second resolution) when read
+	at     time.Time     // when it was read (monotonic)
+}
+
+// started estimates when the server process started, on the client's
+// monotonic clock (within a second).
+func (si *serverInfo) started() time.Time { return si.at.Add(-si.uptime) }
+
+// parseServerInfo reads run_id and uptime_in_seconds from an INFO reply
+// (nil without a run_id).
+func parseServerInfo(text string, at time.Time) *serverInfo {
+	si := &serverInfo{at: at}
+	for line := range strings.SplitSeq(text, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "run_id":
+			si.runID = v
+		case "uptime_in_seconds":
+			if sec, err := strconv.ParseInt(v, 10, 64); err == nil {
+				si.uptime = time.Duration(sec) * time.Second
+			}
+		}
+	}
+	if si.runID == "" {
+		return nil
+	}
+	return si
+}
+
+// readServerInfo sends INFO server on pc. A denial (ACL without +info) is
+// not an error: the server is then unknown (nil).
+func (n *node) readServerInfo(ctx context.Context, pc *pconn) (*serverInfo, error) {
+	cmd := pc.conn.Info(ctx, "server")
+	if err := cmd.Err(); err != nil {
+		if !isServerError(err) {
+			return nil, err
+		}
+		if n.infoDeniedLogged.CompareAndSwap(false, true) {
+			n.c.s.Logger.Warn("redlock: INFO denied: one server reached under two names cannot be detected (grant +info)",
+				"master", n.addr.redacted, "err", redactErr(err, n.addr))
+		}
+		return nil, nil
+	}
+	return parseServerInfo(cmd.Val(), time.Now()), nil
+}
+
+// serverCheck runs on every new connection to the master (first connect,
+// reconnect, and the pool's transparent re-dial after the server closed
+// idle connections — a restart, or a name that now resolves elsewhere): it
+// reads INFO server into n.info and, once New has returned, claims the
+// server for n (Client.claimServer). A connection to a server that another
+// master of the fleet (up) already reaches is refused: one server, one vote.
+func (n *node) serverCheck(ctx context.Context, pc *pconn) error {
+	si, err := n.readServerInfo(ctx, pc)
+	if err != nil {
+		return err
+	}
+	n.info.Store(si)
+	if !n.c.started.Load() {
+		return nil // New claims in Config order once every master connected
+	}
+	return n.c.claimServer(n, false)
+}
+
+// connect opens the pool's connections (dial, AUTH, PING, INFO server: see
+// serverCheck) and loads the scripts.
 func (n *node) connect() error {
 	ctx, cancel := context.WithTimeout(context.Background(), n.c.s.DialTimeout+n.c.s.NodeTimeout)
 	defer cancel()

@@ -26,6 +26,11 @@ type node struct {
 	downSince atomic.Int64 // unix nanos
 	lastErr   atomic.Pointer[string]
 
+	info             atomic.Pointer[serverInfo] // INFO server of its newest connection; nil if unknown
+	claimed          string                     // the run_id this master holds in Client.servers (under Client.serversMu)
+	dupLogged        atomic.Bool                // the refusal as a duplicate server was logged (once per outage)
+	infoDeniedLogged atomic.Bool
+
 	commands  atomic.Int64
 	pipelines atomic.Int64
 	failures  atomic.Int64
@@ -44,6 +49,7 @@ func newNode(c *Client, a address) (*node, error) {
 		return nil, err
 	}
 	n := &node{c: c, addr: a, pool: pool, writers: make([]chan *call, c.s.PoolSize)}
+	pool.onConnect = n.serverCheck
 	for i := range n.writers {
 		q := make(chan *call, writerQueueLen)
 		n.writers[i] = q

@@ -35,6 +35,9 @@ type connPool struct {
 	newOpts func(dial func(context.Context, string, string) (net.Conn, error)) *redis.Options
 	dial    func(ctx context.Context) (net.Conn, error)
 	pool    *puddle.Pool[*pconn]
+	// onConnect runs on every new connection after its PING (the node's
+	// serverCheck: which server is this?); an error refuses the connection.
+	onConnect func(ctx context.Context, pc *pconn) error
 }
 
 var errNotPreDialed = errors.New("redlock: go-redis tried to dial a second time")
@@ -86,7 +89,8 @@ func newConnPool(a address, s *settings) (*connPool, error) {
 	return cp, nil
 }
 
-// construct dials one connection, authenticates it and checks it with PING.
+// construct dials one connection, authenticates it, checks it with PING and
+// runs onConnect.
 func (cp *connPool) construct(ctx context.Context) (*pconn, error) {
 	nc, err := cp.dial(ctx)
 	if err != nil {
@@ -113,6 +117,12 @@ func (cp *connPool) construct(ctx context.Context) (*pconn, error) {
 			_ = nc.Close()
 		}
 		return nil, err
+	}
+	if cp.onConnect != nil {
+		if err := cp.onConnect(ctx, pc); err != nil {
+			pc.close()
+			return nil, err
+		}
 	}
 	return pc, nil
 }

@@ -245,7 +245,7 @@ const isLockedCmd = "type"
 // minimalACL is the smallest rule set the lock client needs (see ACL.md),
 // without the commands in minus. keys is the key pattern, e.g. "~*" or "~lock:*".
 func minimalACL(keys string, minus ...string) []string {
-	cmds := []string{"+ping", "+set", "+" + isLockedCmd, "+evalsha", "+eval", "+script|load", "+get", "+del", "+pexpire"}
+	cmds := []string{"+ping", "+set", "+" + isLockedCmd, "+evalsha", "+eval", "+script|load", "+info", "+get", "+del", "+pexpire"}
 	out := []string{}
 	for _, c := range cmds {
 		skip := false
@@ -352,6 +352,21 @@ func TestSecurityACLMinimalRule(t *testing.T) {
 			}
 		}
 		exerciseLock(t, c, servers, "", "acl-noscriptload")
+	})
+
+	t.Run("INFO denied is tolerated (no duplicate-server detection)", func(t *testing.T) {
+		setAll(t, minimalACL("~*", "info"))
+		var logs syncBuffer
+		c := newClient(t, Config{Servers: urls(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		for _, st := range c.MasterStats() {
+			if !st.Up {
+				t.Fatalf("%s down when INFO is denied: %s", st.Addr, st.LastError)
+			}
+		}
+		exerciseLock(t, c, servers, "", "acl-noinfo")
+		if !strings.Contains(logs.String(), "INFO denied") {
+			t.Errorf("no warning that duplicate servers cannot be detected: %s", logs.String())
+		}
 	})
 
 	t.Run("default user off: AUTH/HELLO need no grant", func(t *testing.T) {
