@@ -318,3 +318,81 @@ func TestConcurrentExtendsDifferentTTLs(t *testing.T) {
 	}
 	t.Logf("%d of %d rounds ended with the 1s extension applied last", shortWon, rounds)
 }
+
+// TestExtendCancelledAtAnyPointKeepsUntilSafe cancels Extend(1s) of a 30 s
+// lock at spread-out points (before sending, while queued, in flight, after
+// some answers): whatever reached the masters, Until is never later than
+// the time a majority of them lets the key expire.
+func TestExtendCancelledAtAnyPointKeepsUntilSafe(t *testing.T) {
+	f := fleet(t, 1, 3)
+	c := newClient(t, clusterConfig(f))
+	bg := context.Background()
+	outcomes := map[string]int{}
+	for i := 0; i < 40; i++ {
+		res := fmt.Sprint("cancel-at-", i)
+		l, err := c.Lock(bg, res, 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(bg)
+		go func() {
+			time.Sleep(time.Duration(i%8) * 100 * time.Microsecond)
+			cancel()
+		}()
+		err = l.Extend(ctx, time.Second)
+		cancel()
+		switch {
+		case err == nil:
+			outcomes["extended"]++
+		case errors.Is(err, context.Canceled):
+			outcomes["cancelled"]++
+		default:
+			t.Fatalf("round %d: Extend = %v", i, err)
+		}
+		barrier(t, c, res)
+		if gone := majorityGoneBy(t, f[0], res); l.Until().After(gone) {
+			t.Fatalf("round %d (%v): Until is %v away but a majority of masters expire the key in %v",
+				i, err, time.Until(l.Until()).Round(time.Millisecond), time.Until(gone).Round(time.Millisecond))
+		}
+		_ = l.Release(bg)
+	}
+	t.Logf("outcomes: %v", outcomes)
+}
+
+// TestReleaseRacesExtend: Release and Extend of one lock at once. Whatever
+// the order, the lock ends released: Until zero, and no master keeps the
+// key (a PEXPIRE before the delete is deleted with it; one after it finds
+// no key to extend).
+func TestReleaseRacesExtend(t *testing.T) {
+	f := fleet(t, 1, 3)
+	c := newClient(t, clusterConfig(f))
+	ctx := context.Background()
+	for i := 0; i < 30; i++ {
+		res := fmt.Sprint("rel-ext-", i)
+		l, err := c.Lock(ctx, res, 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		var relErr, extErr error
+		wg.Add(2)
+		go func() { defer wg.Done(); relErr = l.Release(ctx) }()
+		go func() { defer wg.Done(); extErr = l.Extend(ctx, 30*time.Second) }()
+		wg.Wait()
+		if relErr != nil {
+			t.Fatalf("round %d: Release = %v", i, relErr)
+		}
+		if extErr != nil && !errors.Is(extErr, ErrNotHeld) {
+			t.Fatalf("round %d: Extend = %v", i, extErr)
+		}
+		if !l.Until().IsZero() || l.Valid() {
+			t.Fatalf("round %d: Until %v after Release (Extend: %v)", i, l.Until(), extErr)
+		}
+		barrier(t, c, res)
+		for _, s := range f[0] {
+			if v := keyOn(t, s, res); v != "" {
+				t.Fatalf("round %d: %s still has the key after Release raced Extend (%v)", i, s.Addr(), extErr)
+			}
+		}
+	}
+}
