@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -386,4 +387,82 @@ func TestOneServerOneVote(t *testing.T) {
 		}
 		eventually(t, 10*time.Second, "alias back up on a server of its own", func() bool { return c.MasterStats()[2].Up })
 	})
+}
+
+// TestKeptReleasesFullIsLoudAndDrains: a master down long enough to fill its
+// kept releases drops the next one with a warning (never silently), and
+// when it answers again every kept release is delivered, even though they
+// are more than its writers' queues hold at once (the overflow is retried).
+func TestKeptReleasesFullIsLoudAndDrains(t *testing.T) {
+	f := fleet(t, 1, 3)
+	cfg := faultConfig(f)
+	var logs syncBuffer
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	c := newClient(t, cfg)
+	s := f[0][2]
+	nd := c.groups[0].nodes[2]
+	ctx := context.Background()
+	// Keys on the master, as locks whose releases it then misses would leave.
+	const n = maxKeptReleases
+	for i := 0; i < n; i++ {
+		k := fmt.Sprint("kf-", i)
+		if v, err := s.Do(ctx, "SET", k, "tok-"+k, "PX", "60000"); err != nil || v != "+OK" {
+			t.Fatalf("SET %s: %q %v", k, v, err)
+		}
+	}
+	if err := s.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Resume()
+	if _, err := c.TryLock(ctx, "kf-probe", time.Second); err != nil { // times out on the paused master: marked down
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "master marked down", func() bool { return !c.MasterStats()[2].Up })
+	for i := 0; i <= n; i++ { // one more than fits
+		k := fmt.Sprint("kf-", i)
+		cl := call{op: opRelease, key: k, token: "tok-" + k, hash: uint64(i) << 32, keepFor: time.Minute}
+		nd.keepRelease(&cl)
+	}
+	if d := nd.keptDropped.Load(); d != 1 {
+		t.Fatalf("%d releases dropped, want exactly the one that did not fit", d)
+	}
+	if !strings.Contains(logs.String(), "kept releases full") {
+		t.Fatalf("dropping a needed release logged nothing: %s", logs.String())
+	}
+	// kf-probe's cleanup may also have been kept: the list is full either way.
+	if err := s.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "every kept release delivered", func() bool {
+		nd.keptMu.Lock()
+		left := len(nd.kept)
+		nd.keptMu.Unlock()
+		return left == 0 && c.MasterStats()[2].Up
+	})
+	barrierAll(t, c, nd)
+	for i := 0; i < n; i++ {
+		if v := keyOn(t, s, fmt.Sprint("kf-", i)); v != "" {
+			t.Fatalf("kf-%d still on the master: its kept release was lost", i)
+		}
+	}
+}
+
+// barrierAll waits until every writer of nd has sent what was queued before.
+func barrierAll(t *testing.T, c *Client, nd *node) {
+	t.Helper()
+	out := make(chan reply, len(nd.writers))
+	calls := make([]call, len(nd.writers))
+	args := newCmdArgs("barrier", "", 0)
+	for w := range nd.writers {
+		h := uint64(w) << 32
+		calls[w] = call{op: opExists, key: "barrier", args: args, deadline: time.Now().Add(30 * time.Second), hash: h, out: out}
+		nd.submit(&calls[w], h, false)
+	}
+	for range nd.writers {
+		select {
+		case <-out:
+		case <-time.After(40 * time.Second):
+			t.Fatal("barrier: no answer within 40s")
+		}
+	}
 }
