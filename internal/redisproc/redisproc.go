@@ -36,8 +36,10 @@ type Options struct {
 	Args []string
 	// Port to bind. Default 0: a free port is picked.
 	Port int
-	// StartTimeout bounds how long Start waits for the server to answer PING.
-	// Default 5 s.
+	// StartTimeout bounds how long Start and Restart wait for the server to
+	// be ready: answering as its own process, with its AOF/RDB loaded
+	// (INFO persistence loading:0). Default 30 s (generous: a loaded machine
+	// and a large dataset are slow, and a server that cannot start exits at once).
 	StartTimeout time.Duration
 }
 
@@ -60,7 +62,8 @@ func Available() bool {
 	return err == nil
 }
 
-// Start launches a redis-server and waits until it answers PING.
+// Start launches a redis-server and waits until it is ready (see
+// Options.StartTimeout).
 func Start(opts Options) (*Server, error) {
 	if opts.Binary == "" {
 		opts.Binary = "redis-server"
@@ -72,7 +75,7 @@ func Start(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("redisproc: %q: %w", opts.Binary, err)
 	}
 	if opts.StartTimeout <= 0 {
-		opts.StartTimeout = 5 * time.Second
+		opts.StartTimeout = 30 * time.Second
 	}
 	s := &Server{opts: opts, dir: opts.Dir}
 	if s.dir == "" {
@@ -190,8 +193,9 @@ func (s *Server) start() error {
 	var stderr strings.Builder
 	cmd.Stdout = &stderr
 	cmd.Stderr = &stderr
-	// Own process group: a Ctrl-C to the test does not race our cleanup.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// Own process group: a Ctrl-C to the test does not race our cleanup;
+	// on Linux the server also dies with the process that started it.
+	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("redisproc: start redis-server on port %d: %w", s.port, err)
 	}
@@ -201,8 +205,10 @@ func (s *Server) start() error {
 	deadline := time.Now().Add(s.opts.StartTimeout)
 	for {
 		// Answered by our process, not by another server that holds the
-		// port (ours then exits: it could not bind).
-		if pid, err := serverPID(s.Addr(), 200*time.Millisecond); err == nil && pid == cmd.Process.Pid {
+		// port (ours then exits: it could not bind), and done loading its
+		// AOF/RDB: a loading server answers INFO but refuses PING, GET and
+		// SET with LOADING.
+		if st, err := serverInfo(s.Addr(), time.Second); err == nil && st.pid == cmd.Process.Pid && !st.loading {
 			break
 		}
 		select {
@@ -213,7 +219,7 @@ func (s *Server) start() error {
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
 			<-exited
-			return fmt.Errorf("redisproc: redis-server on port %d did not answer PING within %v", s.port, s.opts.StartTimeout)
+			return fmt.Errorf("redisproc: redis-server on port %d was not ready (answering, its data loaded) within %v", s.port, s.opts.StartTimeout)
 		}
 	}
 	s.mu.Lock()
@@ -222,36 +228,57 @@ func (s *Server) start() error {
 	return nil
 }
 
-// serverPID asks the server on addr for its process id (INFO server).
-func serverPID(addr string, timeout time.Duration) (int, error) {
+// serverState is what readiness needs from INFO.
+type serverState struct {
+	pid     int  // process_id (INFO server)
+	loading bool // loading:1 (INFO persistence): the dataset is still being loaded
+}
+
+// serverInfo asks the server on addr for its process id and whether it is
+// still loading its dataset (INFO, whose default sections include both).
+func serverInfo(addr string, timeout time.Duration) (serverState, error) {
+	var st serverState
 	c, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
-		return 0, err
+		return st, err
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(timeout))
-	if _, err := c.Write([]byte("INFO server\r\n")); err != nil {
-		return 0, err
+	if _, err := c.Write([]byte("INFO\r\n")); err != nil {
+		return st, err
 	}
 	r := bufio.NewReader(c)
 	head, err := r.ReadString('\n')
 	if err != nil {
-		return 0, err
+		return st, err
 	}
 	n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(head, "$")))
 	if !strings.HasPrefix(head, "$") || err != nil {
-		return 0, fmt.Errorf("unexpected reply %q", strings.TrimSpace(head))
+		return st, fmt.Errorf("unexpected reply %q", strings.TrimSpace(head))
 	}
-	body := make([]byte, n)
+	body := make([]byte, n+2)
 	if _, err := io.ReadFull(r, body); err != nil {
-		return 0, err
+		return st, err
 	}
+	var havePID, haveLoading bool
 	for _, line := range strings.Split(string(body), "\r\n") {
 		if v, ok := strings.CutPrefix(line, "process_id:"); ok {
-			return strconv.Atoi(v)
+			if st.pid, err = strconv.Atoi(v); err != nil {
+				return st, fmt.Errorf("bad process_id %q", v)
+			}
+			havePID = true
+		}
+		if v, ok := strings.CutPrefix(line, "loading:"); ok {
+			st.loading, haveLoading = v != "0", true
 		}
 	}
-	return 0, errors.New("no process_id in INFO server")
+	switch {
+	case !havePID:
+		return st, errors.New("no process_id in INFO")
+	case !haveLoading:
+		return st, errors.New("no loading field in INFO")
+	}
+	return st, nil
 }
 
 // Addr is "127.0.0.1:port".
@@ -279,12 +306,13 @@ func (s *Server) Running() bool {
 }
 
 // Kill sends SIGKILL (a crash: no shutdown, no final fsync) and waits for exit.
-func (s *Server) Kill() error { return s.signalAndWait(syscall.SIGKILL) }
+func (s *Server) Kill() error { return s.signalAndWait(os.Kill) }
 
-// Stop sends SIGTERM (a clean shutdown) and waits for exit, up to 5 s, then kills.
+// Stop sends SIGTERM (a clean shutdown) and waits for exit, up to 5 s, then
+// kills. Where SIGTERM does not exist (Windows) it kills at once.
 func (s *Server) Stop() error { return s.signalAndWait(syscall.SIGTERM) }
 
-func (s *Server) signalAndWait(sig syscall.Signal) error {
+func (s *Server) signalAndWait(sig os.Signal) error {
 	s.mu.Lock()
 	cmd, exited, paused := s.cmd, s.exited, s.paused
 	s.cmd = nil
@@ -293,9 +321,12 @@ func (s *Server) signalAndWait(sig syscall.Signal) error {
 	if cmd == nil {
 		return nil
 	}
-	_ = cmd.Process.Signal(sig)
+	if err := cmd.Process.Signal(sig); err != nil {
+		// No such signal here (SIGTERM on Windows): kill at once.
+		_ = cmd.Process.Kill()
+	}
 	if paused {
-		_ = cmd.Process.Signal(syscall.SIGCONT)
+		continueProcess(cmd.Process)
 	}
 	select {
 	case <-exited:
@@ -323,13 +354,7 @@ func (s *Server) Restart() error {
 	return err
 }
 
-// Pause stops the process with SIGSTOP: connections stay open, nothing answers.
-func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP, true) }
-
-// Resume continues a paused process with SIGCONT.
-func (s *Server) Resume() error { return s.signal(syscall.SIGCONT, false) }
-
-func (s *Server) signal(sig syscall.Signal, paused bool) error {
+func (s *Server) signal(sig os.Signal, paused bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd == nil {

@@ -2,6 +2,7 @@ package redisproc
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -78,9 +79,40 @@ func TestStartNDistinct(t *testing.T) {
 			t.Fatalf("port %d handed out twice", s.Port())
 		}
 		seen[s.Port()] = true
-		pid, err := serverPID(s.Addr(), time.Second)
-		if err != nil || pid != s.cmd.Process.Pid {
-			t.Fatalf("%s answered as pid %d (%v), want its own process %d", s.Addr(), pid, err, s.cmd.Process.Pid)
+		st, err := serverInfo(s.Addr(), 5*time.Second)
+		if err != nil || st.pid != s.cmd.Process.Pid {
+			t.Fatalf("%s answered as pid %d (%v), want its own process %d", s.Addr(), st.pid, err, s.cmd.Process.Pid)
 		}
+	}
+}
+
+// TestRestartWaitsForLoading: a restarted server answers INFO while it is
+// still loading its dataset and refuses everything else with LOADING; Start
+// and Restart return only once it is loaded (INFO persistence loading:0), so
+// the first command after Restart succeeds and sees every key.
+func TestRestartWaitsForLoading(t *testing.T) {
+	const keys = 300_000 // a dataset that takes a while to load
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := StartT(t, 1, Options{Args: []string{"--enable-debug-command", "yes"}})[0]
+	if _, err := s.Do(ctx, "DEBUG", "POPULATE", strconv.Itoa(keys), "key", "64"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Do(ctx, "SAVE"); err != nil { // dump.rdb, loaded at the next start
+		t.Fatal(err)
+	}
+	if err := s.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range [][]string{{"PING"}, {"GET", "key:1"}, {"SET", "after", "restart"}} {
+		if got, err := s.Do(ctx, cmd...); err != nil {
+			t.Fatalf("%v right after Restart = %q, %v (the server was not done loading)", cmd, got, err)
+		}
+	}
+	if got, err := s.Do(ctx, "DBSIZE"); err != nil || got != ":"+strconv.Itoa(keys+1) {
+		t.Fatalf("DBSIZE after Restart = %q, %v; want :%d", got, err, keys+1)
 	}
 }
