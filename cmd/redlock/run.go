@@ -90,6 +90,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 }
 
 func runLocked(ctx context.Context, o runOpts, fl *fleet, argv []string, stdout, stderr io.Writer) error {
+	if err := runSupported(); err != nil {
+		return err
+	}
 	cfg := o.config(fl.groups, stderr)
 	cfg.RetryStrategy = redlock.LinearBackoff(math.MaxInt32, o.retryInterval)
 	c, err := newClient(cfg)
@@ -122,7 +125,7 @@ func runLocked(ctx context.Context, o runOpts, fl *fleet, argv []string, stdout,
 	// The command's own process group (so that a signal reaches its
 	// children too); SIGTERM if redlock dies, since the lock will no
 	// longer be extended.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: ownGroup, Pdeathsig: syscall.SIGTERM}
+	cmd.SysProcAttr = commandAttr(ownGroup)
 	if err := cmd.Start(); err != nil {
 		releaseQuietly(ctx, c, l)
 		code := exitCannotRun
@@ -131,13 +134,7 @@ func runLocked(ctx context.Context, o runOpts, fl *fleet, argv []string, stdout,
 		}
 		return &codeError{code: code, err: fmt.Errorf("cannot run %q: %w", argv[0], err)}
 	}
-	signalCmd := func(s syscall.Signal) {
-		if ownGroup {
-			_ = syscall.Kill(-cmd.Process.Pid, s)
-		} else {
-			_ = cmd.Process.Signal(s)
-		}
-	}
+	signalCmd := func(s syscall.Signal) { signalCommand(cmd.Process, ownGroup, s) }
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
 
