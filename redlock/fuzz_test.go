@@ -377,7 +377,10 @@ func TestResourceHostileNames(t *testing.T) {
 // error, never as "not held" or "locked"/"busy".
 func TestResourceWrongTypeKey(t *testing.T) {
 	f := fleet(t, 1, 3)
-	c := newClient(t, Config{Servers: redisproc.Addrs(f[0]), MaxRetry: 1, RetryInterval: 5 * time.Millisecond})
+	// A generous NodeTimeout: the test is about WRONGTYPE replies, and a
+	// healthy master that misses the 100 ms default on a loaded machine
+	// would be reported as timed out (or marked down) instead.
+	c := newClient(t, Config{Servers: redisproc.Addrs(f[0]), MaxRetry: 1, RetryInterval: 5 * time.Millisecond, NodeTimeout: 5 * time.Second})
 	ctx := context.Background()
 	toHash := func(key string) {
 		for _, s := range f[0] {
@@ -391,15 +394,15 @@ func TestResourceWrongTypeKey(t *testing.T) {
 	}
 
 	t.Run("Release and Extend", func(t *testing.T) {
-		l, err := c.Lock(ctx, "wt-held", 5*time.Second)
+		l, err := c.Lock(ctx, "wt-held", 30*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, s := range f[0] {
-			eventually(t, 2*time.Second, "key set", func() bool { return keyOn(t, s, "wt-held") == l.Token() })
+			eventually(t, 10*time.Second, "key set", func() bool { return keyOn(t, s, "wt-held") == l.Token() })
 		}
 		toHash("wt-held")
-		err = l.Extend(ctx, 5*time.Second)
+		err = l.Extend(ctx, 30*time.Second)
 		t.Logf("Extend over a hash: %v", err)
 		if err == nil || errors.Is(err, ErrNotHeld) || !strings.Contains(err.Error(), "WRONGTYPE") {
 			t.Errorf("Extend over a hash = %v; want an error with WRONGTYPE, not ErrNotHeld", err)
@@ -433,7 +436,7 @@ func TestResourceWrongTypeKey(t *testing.T) {
 		// SET NX answers nil for an existing key of any type; the client
 		// then checks the type so the hash is reported, not taken for busy.
 		toHash("wt-acquire")
-		l, err := c.TryLock(ctx, "wt-acquire", time.Second)
+		l, err := c.TryLock(ctx, "wt-acquire", 30*time.Second)
 		if l != nil {
 			t.Fatalf("TryLock over a hash obtained a lock")
 		}
@@ -442,11 +445,11 @@ func TestResourceWrongTypeKey(t *testing.T) {
 			t.Fatalf("TryLock over a hash = %v; want a *QuorumError with WRONGTYPE, not ErrNotObtained", err)
 		}
 		start := time.Now()
-		_, err = c.Lock(ctx, "wt-acquire", time.Second)
+		_, err = c.Lock(ctx, "wt-acquire", 30*time.Second)
 		if err == nil || errors.Is(err, ErrNotObtained) || !strings.Contains(err.Error(), "WRONGTYPE") {
 			t.Fatalf("Lock over a hash = %v; want WRONGTYPE, not ErrNotObtained", err)
 		}
-		if time.Since(start) > 5*time.Second {
+		if time.Since(start) > 20*time.Second {
 			t.Fatalf("Lock over a hash retried instead of reporting at once")
 		}
 		for _, s := range f[0] {

@@ -178,27 +178,34 @@ func checkDownQuickly(t *testing.T, c *Client, addr string, want ...string) {
 	if !strings.Contains(err.Error(), addr) {
 		t.Errorf("TryLock error does not name the master %s: %v", addr, err)
 	}
-	if took > 2*time.Second { // liveness: the master is down, it votes no at once
+	if took > 5*time.Second { // liveness: the master is down, it votes no at once (generous: a loaded machine)
 		t.Errorf("TryLock took %v with the master down", took)
 	}
 }
 
+// TestSecurityTLSFailures: every refused handshake leaves the master down
+// with an error that says why. The cases that expect a certificate error
+// give the dial 10 s: they are about the error, not about speed, and loading
+// the system roots on the first handshake alone took 0.45–2.2 s under -race
+// on a loaded machine (beyond the 1 s default DialTimeout, which then
+// reported a timeout instead of the certificate).
 func TestSecurityTLSFailures(t *testing.T) {
+	const dial = 10 * time.Second
 	good := genTLS(t, "good")
 	other := genTLS(t, "other")
 	ts := startTLS(t, 1, good, false)[0]
 	t.Run("wrong CA", func(t *testing.T) {
 		c := newClient(t, Config{Servers: []string{"rediss://" + ts.tlsAddr},
-			TLSConfig: &tls.Config{RootCAs: other.CAPool}, NodeTimeout: 100 * time.Millisecond})
+			TLSConfig: &tls.Config{RootCAs: other.CAPool}, DialTimeout: dial})
 		checkDownQuickly(t, c, ts.tlsAddr, "certificate")
 	})
 	t.Run("rediss without TLSConfig: system roots do not know the test CA", func(t *testing.T) {
-		c := newClient(t, Config{Servers: []string{"rediss://" + ts.tlsAddr}})
+		c := newClient(t, Config{Servers: []string{"rediss://" + ts.tlsAddr}, DialTimeout: dial})
 		checkDownQuickly(t, c, ts.tlsAddr, "certificate")
 	})
 	t.Run("server name mismatch", func(t *testing.T) {
 		c := newClient(t, Config{Servers: []string{"rediss://" + ts.tlsAddr},
-			TLSConfig: &tls.Config{RootCAs: good.CAPool, ServerName: "not-this-server.example"}})
+			TLSConfig: &tls.Config{RootCAs: good.CAPool, ServerName: "not-this-server.example"}, DialTimeout: dial})
 		checkDownQuickly(t, c, ts.tlsAddr, "certificate")
 	})
 	t.Run("TLS client to the plaintext port", func(t *testing.T) {
