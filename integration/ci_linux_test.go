@@ -6,9 +6,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,29 +20,97 @@ import (
 )
 
 // envNoDocker switches the test binary, run again by TestCIFailsWithoutDocker,
-// into TestHelperNoDocker's mode.
+// into the no-Docker child (TestMain dispatches it: no test runs then).
 const envNoDocker = "QUORUMLOCK_INTEGRATION_NO_DOCKER"
 
 // dockerSockets are the default places testcontainers-go looks for a daemon
 // when DOCKER_HOST does not answer.
 var dockerSockets = []string{"/var/run/docker.sock", "/run/docker.sock"}
 
-// TestHelperNoDocker is not a test: run by TestCIFailsWithoutDocker in a
-// private mount namespace, it hides every Docker socket and starts a
-// container fleet.
-func TestHelperNoDocker(t *testing.T) {
+// noDockerChild is the child of TestCIFailsWithoutDocker: when envNoDocker
+// is set (ok), it hides every Docker socket (the child runs in a private
+// mount namespace), starts a container fleet with redlocktest.StartT, prints
+// how StartT ended (CHILD-SKIP, CHILD-FAIL or STARTED) and returns the exit code.
+func noDockerChild() (code int, ok bool) {
 	if os.Getenv(envNoDocker) == "" {
-		t.Skip("helper process of TestCIFailsWithoutDocker; runs only as a child")
+		return 0, false
 	}
 	for _, s := range dockerSockets {
 		if _, err := os.Stat(s); err == nil {
 			if err := syscall.Mount("/dev/null", s, "", syscall.MS_BIND, ""); err != nil {
-				t.Fatalf("HIDE-FAILED: bind /dev/null over %s: %v", s, err)
+				fmt.Printf("HIDE-FAILED: bind /dev/null over %s: %v\n", s, err)
+				return 3, true
 			}
 		}
 	}
-	redlocktest.StartT(t, 1, 1)
-	t.Log("STARTED: a fleet started without a Docker daemon")
+	tb := &childTB{ctx: context.Background()}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		redlocktest.StartT(tb, 1, 1)
+		fmt.Println("STARTED: a fleet started without a Docker daemon")
+	}()
+	<-done
+	tb.runCleanups()
+	switch {
+	case tb.failed:
+		fmt.Println("CHILD-FAIL")
+		return 1, true
+	case tb.skipped:
+		fmt.Println("CHILD-SKIP")
+	}
+	return 0, true
+}
+
+// childTB is the testing.TB that StartT gets in the no-Docker child, which
+// runs outside any test. The embedded TB is nil: only the methods below are
+// called (another one would panic, and the child's output would show it).
+type childTB struct {
+	testing.TB
+	ctx             context.Context
+	mu              sync.Mutex
+	failed, skipped bool
+	cleanups        []func()
+}
+
+func (*childTB) Helper()                     {}
+func (*childTB) Name() string                { return "no-docker-child" }
+func (tb *childTB) Context() context.Context { return tb.ctx }
+func (*childTB) Log(args ...any)             { fmt.Println(args...) }
+func (*childTB) Logf(format string, args ...any) {
+	fmt.Printf(format+"\n", args...)
+}
+
+func (tb *childTB) Errorf(format string, args ...any) {
+	tb.Logf(format, args...)
+	tb.mu.Lock()
+	tb.failed = true
+	tb.mu.Unlock()
+}
+
+func (tb *childTB) Fatalf(format string, args ...any) {
+	tb.Errorf(format, args...)
+	runtime.Goexit()
+}
+
+func (tb *childTB) Skipf(format string, args ...any) {
+	tb.Logf(format, args...)
+	tb.mu.Lock()
+	tb.skipped = true
+	tb.mu.Unlock()
+	runtime.Goexit()
+}
+
+func (tb *childTB) Cleanup(f func()) {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	tb.cleanups = append(tb.cleanups, f)
+}
+
+func (tb *childTB) runCleanups() {
+	for i := len(tb.cleanups) - 1; i >= 0; i-- {
+		tb.cleanups[i]()
+	}
 }
 
 // TestCIFailsWithoutDocker verifies the CI rule of the container suites: with
@@ -49,16 +120,13 @@ func TestHelperNoDocker(t *testing.T) {
 // testcontainers-go falls back to the default socket when DOCKER_HOST does
 // not answer.
 func TestCIFailsWithoutDocker(t *testing.T) {
-	if os.Getenv(envNoDocker) != "" {
-		t.Skip("running as the child")
-	}
 	if os.Geteuid() != 0 {
 		t.Skip("hiding the Docker socket needs a private mount namespace (root)")
 	}
 	home := t.TempDir()
 	for _, ci := range []string{"true", ""} {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperNoDocker$", "-test.v", "-test.count=1")
+		cmd := exec.CommandContext(ctx, os.Args[0])
 		cmd.Env = append(os.Environ(), envNoDocker+"=1", "CI="+ci,
 			"DOCKER_HOST=unix://"+home+"/no-docker.sock", "HOME="+home, "XDG_RUNTIME_DIR="+home,
 			"TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1", "TESTCONTAINERS_RYUK_DISABLED=true")
@@ -82,11 +150,11 @@ func TestCIFailsWithoutDocker(t *testing.T) {
 			t.Fatalf("CI=%q: the child did not report a missing Docker daemon:\n%s", ci, o)
 		}
 		if ci == "true" {
-			if err == nil || !strings.Contains(o, "--- FAIL: TestHelperNoDocker") {
-				t.Fatalf("CI=true without Docker: want a failing test, got exit %v:\n%s", err, o)
+			if err == nil || !strings.Contains(o, "CHILD-FAIL") {
+				t.Fatalf("CI=true without Docker: want StartT to fail the test, got exit %v:\n%s", err, o)
 			}
-		} else if err != nil || !strings.Contains(o, "--- SKIP: TestHelperNoDocker") {
-			t.Fatalf("without CI and without Docker: want a skipped test, got exit %v:\n%s", err, o)
+		} else if err != nil || !strings.Contains(o, "CHILD-SKIP") {
+			t.Fatalf("without CI and without Docker: want StartT to skip the test, got exit %v:\n%s", err, o)
 		}
 		t.Logf("CI=%q without Docker: %s", ci, lastLines(o, 3))
 	}

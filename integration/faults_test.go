@@ -70,7 +70,7 @@ func TestMinorityFault(t *testing.T) {
 	for i, k := range []faultKind{stopFault, pauseFault, partitionFault, restartAOFFault, restartEmptyFault} {
 		t.Run(k.name, func(t *testing.T) {
 			heal(t, f)
-			c := newClient(t, f.Config())
+			c := newClient(t, faultConfig(f))
 			victim := ms[(i+1)%3]
 			var healthy []redlocktest.Master
 			for _, m := range ms {
@@ -84,7 +84,7 @@ func TestMinorityFault(t *testing.T) {
 			if err != nil {
 				t.Fatalf("TryLock before the fault: %v", err)
 			}
-			eventually(t, time.Second, "pre-fault lock on every master", func() bool {
+			eventually(t, slack, "pre-fault lock on every master", func() bool {
 				for _, m := range ms {
 					if v, _ := keyOn(t, m, pre.Resource()); v != pre.Token() {
 						return false
@@ -97,7 +97,7 @@ func TestMinorityFault(t *testing.T) {
 
 			// Acquire during the fault: a quorum of two answers.
 			var l *redlock.Lock
-			within(t, nodeTimeout+slack, "TryLock with a minority down", func() {
+			within(t, faultNodeTimeout+slack, "TryLock with a minority down", func() {
 				l, err = c.TryLock(ctx, "during/"+k.name, 5*time.Second)
 			})
 			if err != nil {
@@ -106,7 +106,7 @@ func TestMinorityFault(t *testing.T) {
 			if !l.Valid() || time.Until(l.Until()) > 5*time.Second {
 				t.Fatalf("Until %v is not within the 5s TTL", time.Until(l.Until()))
 			}
-			eventually(t, time.Second, "the lock on both healthy masters", func() bool {
+			eventually(t, slack, "the lock on both healthy masters", func() bool {
 				for _, m := range healthy {
 					if v, _ := keyOn(t, m, l.Resource()); v != l.Token() {
 						return false
@@ -117,7 +117,7 @@ func TestMinorityFault(t *testing.T) {
 
 			// Extend, both the lock taken during the fault and the one before.
 			before := l.Until()
-			within(t, nodeTimeout+slack, "Extend with a minority down", func() { err = l.Extend(ctx, 10*time.Second) })
+			within(t, faultNodeTimeout+slack, "Extend with a minority down", func() { err = l.Extend(ctx, 10*time.Second) })
 			if err != nil {
 				t.Fatalf("Extend with %s %s: %v", k.name, victim.Name(), err)
 			}
@@ -129,7 +129,7 @@ func TestMinorityFault(t *testing.T) {
 			}
 
 			// Release: a majority deletes.
-			within(t, nodeTimeout+slack, "Release with a minority down", func() { err = l.Release(ctx) })
+			within(t, faultNodeTimeout+slack, "Release with a minority down", func() { err = l.Release(ctx) })
 			if err != nil {
 				t.Fatalf("Release with %s %s: %v", k.name, victim.Name(), err)
 			}
@@ -146,7 +146,7 @@ func TestMinorityFault(t *testing.T) {
 			if k.heal != nil {
 				// Keep the fault until the client has noticed it, so that the
 				// reconnection below is exercised for every kind.
-				noticed := eventually(t, nodeTimeout+slack, "the client marks "+victim.Name()+" down", func() bool {
+				noticed := eventually(t, faultNodeTimeout+slack, "the client marks "+victim.Name()+" down", func() bool {
 					return !stat(t, c, victim.Addr()).Up
 				})
 				t.Logf("%s: the client marked %s down after %v more", k.name, victim.Name(), noticed.Round(time.Millisecond))
@@ -209,7 +209,7 @@ func TestMinorityFault(t *testing.T) {
 		victim := ms[2]
 		stopFault.injectAll(t, victim)
 		var c *redlock.Client
-		within(t, dialTimeout+slack, "New with a master down", func() { c = newClient(t, f.Config()) })
+		within(t, dialTimeout+slack, "New with a master down", func() { c = newClient(t, faultConfig(f)) })
 		if stat(t, c, victim.Addr()).Up {
 			t.Errorf("MasterStats: %s is stopped but reported up", victim.Name())
 		}
@@ -232,7 +232,7 @@ func TestMinorityFault(t *testing.T) {
 		victim := ms[0]
 		pauseFault.injectAll(t, victim)
 		var c *redlock.Client
-		took := within(t, dialTimeout+nodeTimeout+slack, "New with a master paused", func() { c = newClient(t, f.Config()) })
+		took := within(t, dialTimeout+faultNodeTimeout+slack, "New with a master paused", func() { c = newClient(t, faultConfig(f)) })
 		t.Logf("New with a paused master returned after %v", took.Round(time.Millisecond))
 		if stat(t, c, victim.Addr()).Up {
 			t.Errorf("MasterStats: %s is paused but reported up", victim.Name())
@@ -245,7 +245,7 @@ func TestMinorityFault(t *testing.T) {
 			t.Fatal(err)
 		}
 		pauseFault.healAll(t, victim)
-		took = waitLandsOn(t, c, victim, "startup-paused-after", time.Now(), reconnectInterval+dialTimeout+nodeTimeout+slack)
+		took = waitLandsOn(t, c, victim, "startup-paused-after", time.Now(), reconnectInterval+dialTimeout+faultNodeTimeout+slack)
 		t.Logf("a lock landed on %s %v after it resumed", victim.Name(), took.Round(time.Millisecond))
 	})
 }
@@ -345,7 +345,7 @@ func TestMajorityFault(t *testing.T) {
 	for _, k := range []faultKind{stopFault, pauseFault, partitionFault} {
 		t.Run(k.name, func(t *testing.T) {
 			heal(t, f)
-			c := newClient(t, f.Config())
+			c := newClient(t, faultConfig(f))
 			victims := ms[1:]
 
 			pre, err := c.TryLock(ctx, "pre/"+k.name, 20*time.Second)
@@ -356,7 +356,7 @@ func TestMajorityFault(t *testing.T) {
 			k.injectAll(t, victims...)
 
 			// TryLock: not obtained, naming the masters, within about one NodeTimeout.
-			within(t, nodeTimeout+slack, "TryLock with a majority down", func() {
+			within(t, faultNodeTimeout+slack, "TryLock with a majority down", func() {
 				_, err = c.TryLock(ctx, "fail/"+k.name, 5*time.Second)
 			})
 			if !errors.Is(err, redlock.ErrNotObtained) {
@@ -366,7 +366,7 @@ func TestMajorityFault(t *testing.T) {
 			t.Logf("TryLock: %v", err)
 
 			// Lock with many retries: the caller's context bounds it (rule 5).
-			rc := newClient(t, redlock.Config{Servers: f.Addrs()[0]})
+			rc := newClient(t, redlock.Config{NodeTimeout: faultNodeTimeout, Servers: f.Addrs()[0]})
 			lctx, cancel := context.WithTimeout(ctx, 600*time.Millisecond)
 			within(t, 600*time.Millisecond+slack, "Lock with retries until the context ends", func() {
 				_, err = rc.Lock(lctx, "fail-retry/"+k.name, 5*time.Second)
@@ -378,7 +378,7 @@ func TestMajorityFault(t *testing.T) {
 
 			// Extend: an error naming the masters, not ErrNotHeld, validity not extended.
 			before := pre.Until()
-			within(t, nodeTimeout+slack, "Extend with a majority down", func() { err = pre.Extend(ctx, 20*time.Second) })
+			within(t, faultNodeTimeout+slack, "Extend with a majority down", func() { err = pre.Extend(ctx, 20*time.Second) })
 			if err == nil || errors.Is(err, redlock.ErrNotHeld) {
 				t.Fatalf("Extend with a majority %s: %v, want a *QuorumError", k.name, err)
 			}
@@ -388,14 +388,14 @@ func TestMajorityFault(t *testing.T) {
 			}
 
 			// IsLocked: neither a majority yes nor a majority no.
-			within(t, nodeTimeout+slack, "IsLocked with a majority down", func() { _, err = c.IsLocked(ctx, pre.Resource()) })
+			within(t, faultNodeTimeout+slack, "IsLocked with a majority down", func() { _, err = c.IsLocked(ctx, pre.Resource()) })
 			if err == nil {
 				t.Fatalf("IsLocked with a majority %s: no error", k.name)
 			}
 			checkNamesFailed(t, err, addrsOf(victims...)...)
 
 			// Release: an error naming the masters.
-			within(t, nodeTimeout+slack, "Release with a majority down", func() { err = pre.Release(ctx) })
+			within(t, faultNodeTimeout+slack, "Release with a majority down", func() { err = pre.Release(ctx) })
 			if err == nil || errors.Is(err, redlock.ErrNotHeld) {
 				t.Fatalf("Release with a majority %s: %v, want a *QuorumError", k.name, err)
 			}
@@ -403,7 +403,7 @@ func TestMajorityFault(t *testing.T) {
 
 			// Lock keeps retrying while the fault lasts and obtains the lock
 			// once it heals (rules 5 and 6).
-			retrying := newClient(t, redlock.Config{Servers: f.Addrs()[0], RetryStrategy: redlock.LinearBackoff(1000, 50*time.Millisecond)})
+			retrying := newClient(t, redlock.Config{NodeTimeout: faultNodeTimeout, Servers: f.Addrs()[0], RetryStrategy: redlock.LinearBackoff(1000, 50*time.Millisecond)})
 			type result struct {
 				l   *redlock.Lock
 				err error

@@ -31,7 +31,22 @@ const (
 	// and noisy, so the suites assert "answers, and not after seconds", never
 	// a latency.
 	slack = 3 * time.Second
+
+	// faultNodeTimeout is the NodeTimeout of the minority and majority
+	// fault suites. They assert outcomes (a quorum of healthy masters
+	// answers; a majority fault is reported, naming the masters), not
+	// speed, and make single attempts: a healthy master on a loaded daemon
+	// missed the 150 ms nodeTimeout and failed them. A paused master costs
+	// one faultNodeTimeout per command, so every bound adds it.
+	faultNodeTimeout = time.Second
 )
+
+// faultConfig is the fleet's client config with faultNodeTimeout.
+func faultConfig(f redlocktest.Fleet) redlock.Config {
+	cfg := f.Config()
+	cfg.NodeTimeout = faultNodeTimeout
+	return cfg
+}
 
 // startContainers starts a container fleet of groups × masters for the test
 // (skipped without Docker, failed in CI) and checks, after everything else
@@ -52,9 +67,12 @@ func startProcesses(t *testing.T, groups, masters int) redlocktest.Fleet {
 	return redlocktest.StartProcessesT(t, groups, masters)
 }
 
-// clientConfig is cfg with the suites' timeouts and a logger into the test log.
+// clientConfig is cfg with the suites' timeouts (nodeTimeout unless cfg sets
+// its own) and a logger into the test log.
 func clientConfig(t *testing.T, cfg redlock.Config) redlock.Config {
-	cfg.NodeTimeout = nodeTimeout
+	if cfg.NodeTimeout == 0 { // a suite that is not about time sets a generous one
+		cfg.NodeTimeout = nodeTimeout
+	}
 	cfg.ReconnectInterval = reconnectInterval
 	cfg.DialTimeout = dialTimeout
 	cfg.ReleaseTimeout = time.Second

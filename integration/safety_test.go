@@ -16,8 +16,12 @@ import (
 )
 
 // TestMain turns this test binary into a holder process when the safety
-// checker starts it again with safety.EnvChild set (no test runs then).
+// checker starts it again with safety.EnvChild set, or into the child of
+// TestCIFailsWithoutDocker (no test runs then).
 func TestMain(m *testing.M) {
+	if code, ok := noDockerChild(); ok { // the child of TestCIFailsWithoutDocker
+		os.Exit(code)
+	}
 	if safety.IsChild() {
 		if err := safety.RunChild(context.Background()); err != nil {
 			fmt.Fprintln(os.Stderr, "safety holder process:", err)
