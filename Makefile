@@ -1,12 +1,27 @@
 # quorumlock — the two commands a newcomer needs:
 #   make bench   the benchmark tool on an embedded default fleet
-#   make test    every test (unit, real redis-server processes, containers)
+#   make test    every check of every module: gofmt, vet, lint, builds for
+#                linux/darwin/windows, and every test with the race detector
+#                (unit, real redis-server processes, containers)
 
 GO      ?= go
 IMAGE   ?= quorumlock/redis:local
 export QUORUMLOCK_REDIS_IMAGE ?= $(IMAGE)
 
-.PHONY: test bench deps image fmt vet race results fuzz
+# Every module of the repository. The root is the library; the others carry
+# what only tools, test helpers and suites need (go.work ties them together
+# for development; each also builds on its own, which is how they are checked).
+MODULES := . redlocktest cmd/redlock integration bench/compare
+# Each module is checked against its own go.mod and go.sum, as its users get it.
+export GOWORK := off
+
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT ?= $(shell command -v golangci-lint 2>/dev/null || echo $(shell $(GO) env GOPATH)/bin/golangci-lint)
+
+# The most modules a program that imports only redlock may find in its go.sum.
+LEAN_MAX ?= 14
+
+.PHONY: test bench deps image fmt vet lint cross lean unit results fuzz
 
 ## deps: install redis-server (Debian/Ubuntu) when missing
 deps:
@@ -19,16 +34,58 @@ image: deps
 	@bash docker/build-local-image.sh
 
 ## test: everything, with the race detector
-test: deps image
-	cd bench/compare && $(GO) vet ./... && $(GO) build -o /dev/null .
-	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 12m ./...
+test: fmt vet lint cross lean deps image unit
+
+## unit: go test -race in every module (each module's tests run even when
+## an earlier module failed; the target fails if any did)
+unit:
+	@failed=""; for m in $(MODULES); do \
+	  echo "== go test -race $$m"; \
+	  (cd $$m && $(GO) test -race -count=1 -timeout 15m ./...) || failed="$$failed $$m"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make unit: FAILED in:$$failed"; exit 1; fi
+
+## fmt: every Go file is gofmt-formatted
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+## vet: go vet in every module
+vet:
+	@for m in $(MODULES); do echo "== go vet $$m"; (cd $$m && $(GO) vet ./...) || exit 1; done
+
+## lint: golangci-lint (.golangci.yml) in every module; installed when missing
+lint:
+	@test -x "$(GOLANGCI_LINT)" || { \
+	  echo "installing golangci-lint $(GOLANGCI_LINT_VERSION)"; \
+	  $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION); }
+	@for m in $(MODULES); do echo "== golangci-lint $$m"; \
+	  (cd $$m && $(GOLANGCI_LINT) run --config $(CURDIR)/.golangci.yml ./...) || exit 1; done
+
+## cross: every package (tests included) of every module builds and vets
+## for linux, darwin and windows
+cross:
+	@for m in $(MODULES); do for os in linux darwin windows; do \
+	  echo "== GOOS=$$os $$m"; \
+	  (cd $$m && GOOS=$$os $(GO) build ./... && GOOS=$$os $(GO) vet ./...) || exit 1; \
+	done; done
+
+## lean: count the modules in the go.sum of a program that imports only
+## redlock (a throwaway module with a replace to this checkout)
+lean:
+	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
+	printf 'package main\n\nimport "github.com/quorumlock/quorumlock/redlock"\n\nfunc main() { _, _ = redlock.New(redlock.Config{}) }\n' > $$d/main.go && \
+	printf 'module example.com/lean\n\ngo 1.26.0\n\nrequire github.com/quorumlock/quorumlock v0.0.0\n\nreplace github.com/quorumlock/quorumlock => %s\n' "$(CURDIR)" > $$d/go.mod && \
+	(cd $$d && $(GO) mod tidy >/dev/null && $(GO) build -o /dev/null .) && \
+	n=$$(awk '{print $$1}' $$d/go.sum | sort -u | wc -l) && \
+	echo "lean: a redlock-only program has $$n modules in its go.sum (at most $(LEAN_MAX))" && \
+	test $$n -le $(LEAN_MAX)
 
 ## bench: the main job — lock latency/throughput on an embedded fleet
 ## (redis-server processes; in-process servers if it cannot be installed)
 bench:
 	@$(MAKE) -s deps || echo "make bench: redis-server could not be installed: the tool falls back to in-process servers"
-	$(GO) run ./cmd/redlock bench
+	cd cmd/redlock && $(GO) run . bench
 
 ## results: regenerate bench/RESULTS.md (peer comparison, quiet machine wanted)
 results: deps
