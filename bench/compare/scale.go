@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/quorumlock/quorumlock/internal/redisproc"
@@ -115,10 +114,7 @@ func memAvailable() uint64 {
 // fleet sizes. progress reports what it is doing.
 func runScale(groups int, routeSizes []int, loadDur time.Duration, progress func(string, ...any)) *scaleResult {
 	r := &scaleResult{Groups: groups, Masters: groups * 5, LoadConc: 64}
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil {
-		r.Ulimit = lim.Cur
-	}
+	r.Ulimit = openFileLimit()
 
 	// The fleet: real redis-server processes with small limits, when the
 	// machine allows it.
