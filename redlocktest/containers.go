@@ -129,6 +129,12 @@ func Start(ctx context.Context, groups, masters int, opts ...Option) (*Container
 		_ = provider.Close()
 		return nil, fmt.Errorf("%w: %w", ErrDockerUnavailable, err)
 	}
+	// Fleets that earlier runs left (a test killed by -timeout or Ctrl-C
+	// runs no cleanup) go first; a failure here never fails the start.
+	removed, reapErr := reapLeftovers(ctx, provider.Client())
+	if o.tb != nil && (len(removed) > 0 || reapErr != nil) {
+		o.tb.Logf("redlocktest: removed %d leftovers of earlier runs %v (errors: %v)", len(removed), removed, reapErr)
+	}
 	f := &ContainerFleet{id: newID(), provider: provider}
 	if err := f.start(ctx, groups, masters, o); err != nil {
 		return nil, errors.Join(err, f.Close())
@@ -225,7 +231,7 @@ func (f *ContainerFleet) start(ctx context.Context, groups, masters int, o optio
 	if fixed {
 		host = "127.0.0.1"
 	}
-	f.network, err = network.New(ctx, network.WithLabels(map[string]string{LabelFleet: f.id}))
+	f.network, err = network.New(ctx, network.WithLabels(map[string]string{LabelFleet: f.id, LabelOwner: o.owner()}))
 	if err != nil {
 		return fmt.Errorf("redlocktest: create the fleet network: %w", err)
 	}
@@ -282,7 +288,7 @@ func (rc *redisContainer) create(ctx context.Context, image string, port int, o 
 			testcontainers.WithName(fmt.Sprintf("quorumlock-%s-%s", rc.fleet.id, rc.alias)),
 			testcontainers.WithCmd(redisArgs...),
 			testcontainers.WithExposedPorts(redisPort),
-			testcontainers.WithLabels(map[string]string{LabelFleet: rc.fleet.id, LabelMaster: rc.alias}),
+			testcontainers.WithLabels(map[string]string{LabelFleet: rc.fleet.id, LabelMaster: rc.alias, LabelOwner: o.owner()}),
 			network.WithNetwork([]string{rc.alias}, rc.fleet.network),
 			testcontainers.WithWaitStrategyAndDeadline(o.startTimeout,
 				wait.ForListeningPort(redisPort).SkipInternalCheck(), pingReady{o.startTimeout}),

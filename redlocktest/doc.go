@@ -37,7 +37,13 @@
 // first call into testcontainers-go (the reaper image cannot be pulled
 // without a registry, and without the override testcontainers may dial a
 // gateway address instead of loopback). Cleanup is Close's job: every
-// container and the network carry the label LabelFleet=<fleet ID>.
+// container and the network carry the label LabelFleet=<fleet ID>, and
+// LabelOwner=<host>/<pid> of the process that started them. A test killed
+// by -timeout or Ctrl-C runs no cleanup; the next container fleet started
+// removes what such runs left (fleets whose process on this host is gone,
+// or older than ReapAge when that cannot be checked). By hand:
+//
+//	docker rm -f $(docker ps -aq --filter label=quorumlock.redlocktest.fleet); docker network prune -f --filter label=quorumlock.redlocktest.fleet
 //
 // # Missing Docker or redis-server
 //

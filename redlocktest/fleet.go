@@ -104,6 +104,15 @@ type options struct {
 	image        string
 	startTimeout time.Duration
 	tb           testing.TB
+	ownerLabel   string // LabelOwner of a container fleet; "" means this process
+}
+
+// owner is the fleet's LabelOwner value.
+func (o options) owner() string {
+	if o.ownerLabel != "" {
+		return o.ownerLabel
+	}
+	return ownerID
 }
 
 // WithImage selects the Redis image of a container fleet, overriding the

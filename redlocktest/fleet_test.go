@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -341,5 +344,54 @@ func TestBadShape(t *testing.T) {
 		if _, err := redlocktest.Start(t.Context(), tc.groups, tc.masters); err == nil {
 			t.Errorf("Start(%d, %d): no error", tc.groups, tc.masters)
 		}
+	}
+}
+
+// TestContainerFleetReapsLeftovers: a fleet left by a process that is gone
+// (a test killed by -timeout runs no cleanup) is removed, containers and
+// network, when the next container fleet starts; a fleet whose process is
+// alive (this one) is kept.
+func TestContainerFleetReapsLeftovers(t *testing.T) {
+	t.Parallel()
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	host, _, _ := strings.Cut(redlocktest.OwnerID, "/")
+	leftover, err := redlocktest.Start(t.Context(), 1, 1, redlocktest.WithOwner(fmt.Sprintf("%s/%d", host, gone.Process.Pid)))
+	if err != nil {
+		if errors.Is(err, redlocktest.ErrDockerUnavailable) && os.Getenv("CI") != "true" {
+			t.Skipf("skipping: %v", err)
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = leftover.Close() }) // its containers are gone by then: only the Docker client is released
+	kept := redlocktest.StartT(t, 1, 1)
+
+	api, err := testcontainers.NewDockerClientWithOpts(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer api.Close()
+	count := func(id string) (containers, networks int) {
+		filters := client.Filters{}.Add("label", redlocktest.LabelFleet+"="+id)
+		cs, err := api.ContainerList(t.Context(), client.ContainerListOptions{All: true, Filters: filters})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns, err := api.NetworkList(t.Context(), client.NetworkListOptions{Filters: filters})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(cs.Items), len(ns.Items)
+	}
+	if c, n := count(leftover.ID()); c != 0 || n != 0 {
+		t.Errorf("the leftover fleet of dead process %d: %d containers and %d networks remain, want none", gone.Process.Pid, c, n)
+	}
+	if c, n := count(kept.ID()); c != 1 || n != 1 {
+		t.Errorf("the fleet of this live process: %d containers and %d networks, want 1 and 1", c, n)
+	}
+	if _, err := ping(kept.Master(0, 0), 10*time.Second); err != nil {
+		t.Errorf("the kept fleet's master does not answer: %v", err)
 	}
 }
