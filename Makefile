@@ -21,7 +21,11 @@ GOLANGCI_LINT ?= $(shell command -v golangci-lint 2>/dev/null || echo $(shell $(
 # The most modules a program that imports only redlock may find in its go.sum.
 LEAN_MAX ?= 14
 
-.PHONY: test bench deps image fmt vet lint cross lean unit results fuzz
+.PHONY: test bench deps image fmt vet lint cross lean unit modules results fuzz
+
+## modules: print the module directories (for CI scripts)
+modules:
+	@echo $(MODULES)
 
 ## deps: install redis-server (Debian/Ubuntu) when missing
 deps:

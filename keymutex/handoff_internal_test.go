@@ -29,20 +29,20 @@ func TestHandoffToQuitter(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		quit := make(chan error, 1)
 		go func() {
-			l, err := m.Await(ctx, NewOwner("quitter"), "k")
+			ql, err := m.Await(ctx, NewOwner("quitter"), "k")
 			if err == nil {
-				err = m.Release(l)
+				err = m.Release(ql)
 			}
 			quit <- err
 		}()
 		queued(1)
 		next := make(chan error, 1)
 		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			l, err := m.Await(ctx, NewOwner("next"), "k")
+			nctx, ncancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer ncancel()
+			nl, err := m.Await(nctx, NewOwner("next"), "k")
 			if err == nil {
-				err = m.Release(l)
+				err = m.Release(nl)
 			}
 			next <- err
 		}()

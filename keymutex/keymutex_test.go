@@ -160,13 +160,13 @@ func TestRelease(t *testing.T) {
 			}
 			return l
 		}, []error{keymutex.ErrNotHeld}, []string{`key "k"`, "already released"}},
-		{"another mutex", func(m *keymutex.Mutex[string]) *keymutex.Lock[string] {
+		{"another mutex", func(*keymutex.Mutex[string]) *keymutex.Lock[string] {
 			other := keymutex.New[string]()
 			l := other.MustLock(alice, "k")
 			t.Cleanup(func() { other.Release(l) })
 			return l
 		}, []error{keymutex.ErrInvalid}, []string{`key "k"`, "another Mutex"}},
-		{"nil lock", func(m *keymutex.Mutex[string]) *keymutex.Lock[string] {
+		{"nil lock", func(*keymutex.Mutex[string]) *keymutex.Lock[string] {
 			return nil
 		}, []error{keymutex.ErrInvalid}, []string{"nil lock"}},
 	}
@@ -332,20 +332,20 @@ func TestAwaitCancelRacesRelease(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		quit := make(chan error, 1)
 		go func() {
-			l, err := m.Await(ctx, keymutex.NewOwner("quitter"), "k")
+			ql, err := m.Await(ctx, keymutex.NewOwner("quitter"), "k")
 			if err == nil {
-				err = m.Release(l)
+				err = m.Release(ql)
 			}
 			quit <- err
 		}()
 		waitQueued(t, m, "k", 1)
 		next := make(chan error, 1)
 		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), liveness)
-			defer cancel()
-			l, err := m.Await(ctx, keymutex.NewOwner("next"), "k")
+			nctx, ncancel := context.WithTimeout(context.Background(), liveness)
+			defer ncancel()
+			nl, err := m.Await(nctx, keymutex.NewOwner("next"), "k")
 			if err == nil {
-				err = m.Release(l)
+				err = m.Release(nl)
 			}
 			next <- err
 		}()
@@ -650,9 +650,9 @@ func TestGiveAway(t *testing.T) {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), liveness)
 			defer cancel()
-			l, err := m.Await(ctx, keymutex.NewOwner("dave"), "k")
+			dl, err := m.Await(ctx, keymutex.NewOwner("dave"), "k")
 			if err == nil {
-				err = m.Release(l)
+				err = m.Release(dl)
 			}
 			got <- err
 		}()
@@ -731,9 +731,9 @@ func TestWithLock(t *testing.T) {
 	t.Run("await fails", func(t *testing.T) {
 		l := m.MustLock(alice, "a")
 		defer m.Release(l)
-		ctx, cancel := context.WithTimeout(ctx, time.Millisecond)
+		actx, cancel := context.WithTimeout(ctx, time.Millisecond)
 		defer cancel()
-		err := m.WithLock(ctx, keymutex.NewOwner("bob"), "a", func() error {
+		err := m.WithLock(actx, keymutex.NewOwner("bob"), "a", func() error {
 			t.Error("fn ran without the lock")
 			return nil
 		})

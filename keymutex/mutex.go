@@ -264,7 +264,7 @@ func (m *Mutex[K]) acquire(ctx context.Context, l *Lock[K]) error {
 			continue
 		case <-ctx.Done():
 			cause = ctx.Err()
-			if c := context.Cause(ctx); c != nil && c != cause {
+			if c := context.Cause(ctx); c != nil && c != cause { //nolint:errorlint // identity: is the cause the very error Err returns?
 				cause = errors.Join(cause, c)
 			}
 		case <-o.done:

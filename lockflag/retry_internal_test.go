@@ -42,7 +42,7 @@ func TestCheckWithRetrySchedule(t *testing.T) {
 				r.set("f", *tt.start)
 			}
 			var waits []time.Duration
-			r.sleep = func(ctx context.Context, d time.Duration) error {
+			r.sleep = func(_ context.Context, d time.Duration) error {
 				waits = append(waits, d)
 				if len(waits) == tt.unlockAt {
 					r.Create("f")

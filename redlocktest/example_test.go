@@ -62,9 +62,9 @@ func ExampleMaster() {
 	defer fleet.Close()
 	m := fleet.Master(0, 1)
 	pingErr := func() error {
-		ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		defer cancel()
-		_, err := m.Do(ctx, "PING")
+		_, err := m.Do(pctx, "PING")
 		return err
 	}
 

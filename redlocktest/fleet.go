@@ -176,7 +176,7 @@ func dial(ctx context.Context, addr string) (*redis.Client, error) {
 	var used atomic.Bool
 	return redis.NewClient(&redis.Options{
 		Addr: addr,
-		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		Dialer: func(context.Context, string, string) (net.Conn, error) {
 			if used.CompareAndSwap(false, true) {
 				return conn, nil
 			}

@@ -62,9 +62,10 @@ func processAlive(pid int) bool {
 // that earlier runs left behind: a test killed by -timeout or Ctrl-C runs
 // no cleanup, and Ryuk (testcontainers' reaper) is disabled. It returns
 // what it removed; errors do not stop it (a fleet in use is never touched).
-func reapLeftovers(ctx context.Context, api client.APIClient) (removed []string, err error) {
+func reapLeftovers(ctx context.Context, api client.APIClient) ([]string, error) {
 	filters := client.Filters{}.Add("label", LabelFleet)
 	now := time.Now()
+	var removed []string
 	var errs []error
 	cs, err := api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filters})
 	if err != nil {

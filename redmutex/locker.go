@@ -151,7 +151,7 @@ func (lk *Locker) wait(ctx context.Context, key string, o lockOptions) (*redlock
 			return nil, err // bad input, closed client
 		}
 		if tctx.Err() != nil {
-			if ctx.Err() == nil && context.Cause(tctx) == errTimedOut {
+			if ctx.Err() == nil && errors.Is(context.Cause(tctx), errTimedOut) {
 				return nil, &TimeoutError{Key: key, Timeout: o.timeout, Last: err}
 			}
 			return nil, err // the caller's context ended: err joins its error

@@ -244,7 +244,7 @@ func serverInfo(addr string, timeout time.Duration) (serverState, error) {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(timeout))
-	if _, err := c.Write([]byte("INFO\r\n")); err != nil {
+	if _, err = c.Write([]byte("INFO\r\n")); err != nil {
 		return st, err
 	}
 	r := bufio.NewReader(c)
@@ -257,7 +257,7 @@ func serverInfo(addr string, timeout time.Duration) (serverState, error) {
 		return st, fmt.Errorf("unexpected reply %q", strings.TrimSpace(head))
 	}
 	body := make([]byte, n+2)
-	if _, err := io.ReadFull(r, body); err != nil {
+	if _, err = io.ReadFull(r, body); err != nil {
 		return st, err
 	}
 	var havePID, haveLoading bool
@@ -388,7 +388,7 @@ func (s *Server) Do(ctx context.Context, args ...string) (string, error) {
 	for _, a := range args {
 		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
 	}
-	if _, err := c.Write([]byte(b.String())); err != nil {
+	if _, err = c.Write([]byte(b.String())); err != nil {
 		return "", err
 	}
 	r := bufio.NewReader(c)

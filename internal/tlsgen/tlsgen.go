@@ -67,16 +67,16 @@ func Generate(dir, name string) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writePEM(b.CAFile, "CERTIFICATE", caDER); err != nil {
+	if err = writePEM(b.CAFile, "CERTIFICATE", caDER); err != nil {
 		return nil, err
 	}
 	b.CAPool = x509.NewCertPool()
 	b.CAPool.AddCert(caCert)
 
 	leaf := func(cn string, usage x509.ExtKeyUsage, certFile, keyFile string, sans bool) (tls.Certificate, error) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return tls.Certificate{}, err
+		key, kerr := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if kerr != nil {
+			return tls.Certificate{}, kerr
 		}
 		tmpl := &x509.Certificate{
 			SerialNumber: serial(),
@@ -90,23 +90,23 @@ func Generate(dir, name string) (*Bundle, error) {
 			tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
 			tmpl.DNSNames = []string{"localhost"}
 		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-		if err != nil {
-			return tls.Certificate{}, fmt.Errorf("tlsgen: %s: %w", cn, err)
+		der, lerr := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+		if lerr != nil {
+			return tls.Certificate{}, fmt.Errorf("tlsgen: %s: %w", cn, lerr)
 		}
-		pk, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			return tls.Certificate{}, err
+		pk, lerr := x509.MarshalPKCS8PrivateKey(key)
+		if lerr != nil {
+			return tls.Certificate{}, lerr
 		}
-		if err := writePEM(certFile, "CERTIFICATE", der); err != nil {
-			return tls.Certificate{}, err
+		if lerr = writePEM(certFile, "CERTIFICATE", der); lerr != nil {
+			return tls.Certificate{}, lerr
 		}
-		if err := writePEM(keyFile, "PRIVATE KEY", pk); err != nil {
-			return tls.Certificate{}, err
+		if lerr = writePEM(keyFile, "PRIVATE KEY", pk); lerr != nil {
+			return tls.Certificate{}, lerr
 		}
 		return tls.LoadX509KeyPair(certFile, keyFile)
 	}
-	if _, err := leaf(name+" server", x509.ExtKeyUsageServerAuth, b.ServerCertFile, b.ServerKeyFile, true); err != nil {
+	if _, err = leaf(name+" server", x509.ExtKeyUsageServerAuth, b.ServerCertFile, b.ServerKeyFile, true); err != nil {
 		return nil, err
 	}
 	if b.ClientCert, err = leaf(name+" client", x509.ExtKeyUsageClientAuth, b.ClientCertFile, b.ClientKeyFile, false); err != nil {
