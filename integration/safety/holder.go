@@ -171,9 +171,9 @@ func attempt(ctx context.Context, c *redlock.Client, reg *Register, s HolderSpec
 			time.Sleep(rand.N(s.MaxHold + 1))
 		}
 		if l.TTL() > s.Margin {
-			if err := reg.Set(wctx, res, v+1); err != nil {
+			if serr := reg.Set(wctx, res, v+1); serr != nil {
 				rec.Write = WriteUnknown
-				rec.Err = err.Error()
+				rec.Err = serr.Error()
 			} else {
 				rec.Write = WriteDone
 			}

@@ -96,7 +96,7 @@ func Run(ctx context.Context, cfg Config, sc Scenario) (Report, error) {
 	}
 	reg := NewRegister(cfg.Register, 1)
 	defer reg.Close()
-	if err := reg.Reset(ctx, resources); err != nil {
+	if err = reg.Reset(ctx, resources); err != nil {
 		return Report{}, fmt.Errorf("safety: reset the registers: %w", err)
 	}
 
@@ -119,13 +119,13 @@ func Run(ctx context.Context, cfg Config, sc Scenario) (Report, error) {
 			spec.Holders = append(spec.Holders, holder(fmt.Sprintf("p%d/h%d", p+1, g)))
 		}
 		_ = os.Remove(spec.Out)
-		ch, err := StartChild(cctx, cfg.ChildRun, spec)
-		if err != nil {
+		ch, cerr := StartChild(cctx, cfg.ChildRun, spec)
+		if cerr != nil {
 			ccancel()
 			for _, c := range children {
 				_, _ = c.Wait()
 			}
-			return Report{}, err
+			return Report{}, cerr
 		}
 		children = append(children, ch)
 	}
@@ -140,8 +140,8 @@ func Run(ctx context.Context, cfg Config, sc Scenario) (Report, error) {
 		for g := range cfg.Goroutines {
 			hs = append(hs, holder(fmt.Sprintf("p0/h%d", g)))
 		}
-		recs, err := RunHolders(ctx, cfg.Client, cfg.Register, hs)
-		localDone <- local{recs, err}
+		recs, herr := RunHolders(ctx, cfg.Client, cfg.Register, hs)
+		localDone <- local{recs, herr}
 	}()
 
 	var sched Schedule
@@ -152,12 +152,12 @@ func Run(ctx context.Context, cfg Config, sc Scenario) (Report, error) {
 		}
 		sched = RunMinority(ctx, cfg.Fleet, *sc.Fault, until)
 		cfg.Logf("%s: %d cycles (hold %v, gap %v):%s", sc.Name, len(sched.Cycles), sc.Fault.Hold, sc.Fault.Gap, sched.Log(begin))
-		for _, err := range sched.Errors {
-			problems = append(problems, err.Error())
+		for _, e := range sched.Errors {
+			problems = append(problems, e.Error())
 		}
 	}
 	hctx, hcancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
-	if err := HealAll(hctx, cfg.Fleet); err != nil {
+	if err = HealAll(hctx, cfg.Fleet); err != nil {
 		problems = append(problems, "heal the fleet: "+err.Error())
 	}
 	hcancel()
@@ -170,9 +170,9 @@ func Run(ctx context.Context, cfg Config, sc Scenario) (Report, error) {
 	records = append(records, l.recs...)
 	processes := 1
 	for _, ch := range children {
-		recs, err := ch.Wait()
-		if err != nil {
-			problems = append(problems, err.Error())
+		recs, werr := ch.Wait()
+		if werr != nil {
+			problems = append(problems, werr.Error())
 			continue
 		}
 		processes++
@@ -227,7 +227,7 @@ func pickResources(cfg Config, prefix string) ([]string, error) {
 func sanitize(s string) string {
 	b := []byte(s)
 	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '-' && c != '_' {
 			b[i] = '_'
 		}
 	}
