@@ -155,16 +155,16 @@ func run(p plan, out string, retryBase time.Duration) error {
 	}
 	rep.SlowAddr = five[4]
 	{
-		f, err := newFloor("floor", slowAddrs, retryBase)
-		if err != nil {
+		f, serr := newFloor("floor", slowAddrs, retryBase)
+		if serr != nil {
 			stopProxy()
-			return err
+			return serr
 		}
-		q, err := newQuorumlock("quorumlock", [][]string{slowAddrs}, retryBase)
-		if err != nil {
+		q, serr := newQuorumlock("quorumlock", [][]string{slowAddrs}, retryBase)
+		if serr != nil {
 			f.Close()
 			stopProxy()
-			return err
+			return serr
 		}
 		rs := newRedsync("redsync", slowAddrs, false, retryBase)
 		rsff := newRedsync("redsync-failfast", slowAddrs, true, retryBase)
