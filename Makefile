@@ -64,7 +64,7 @@ lint:
 	  echo "installing golangci-lint $(GOLANGCI_LINT_VERSION)"; \
 	  $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION); }
 	@for m in $(MODULES); do echo "== golangci-lint $$m"; \
-	  (cd $$m && $(GOLANGCI_LINT) run --config $(CURDIR)/.golangci.yml ./...) || exit 1; done
+	  (cd $$m && $(GOLANGCI_LINT) run --allow-parallel-runners --config $(CURDIR)/.golangci.yml ./...) || exit 1; done
 
 ## cross: every package (tests included) of every module builds and vets
 ## for linux, darwin and windows

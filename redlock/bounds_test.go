@@ -6,6 +6,7 @@ import (
 	"errors"
 	"runtime"
 	"runtime/metrics"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -139,6 +140,7 @@ func TestBoundsConcurrentLockers(t *testing.T) {
 	t.Logf("goroutines: baseline %d (callers + client + test), peak %d: the client added at most %d (bound asserted: 64)", baseline, peakG.Load(), extra)
 	t.Logf("heap objects: before %.1f MiB, peak %.1f MiB: +%.1f MiB, ≈ %d bytes per concurrent caller (goroutine stacks not included)",
 		float64(baseHeap)/(1<<20), float64(peakHeap.Load())/(1<<20), float64(heapGrowth)/(1<<20), heapGrowth/callers)
+	t.Logf("pools: %s", strings.Join(st, "; "))
 	if extra > 64 {
 		t.Errorf("the client added %d goroutines beyond the %d callers: want ≈ none per call (≤ 64)", extra, callers)
 	}

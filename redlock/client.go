@@ -197,8 +197,8 @@ func (c *Client) checkArgs(resource string, ttl time.Duration) error {
 	if ttl <= 0 {
 		return &InputError{Arg: "ttl", Reason: fmt.Sprintf("%v is not positive", ttl)}
 	}
-	if min := minTTL(c.s.DriftFactor); ttl < min {
-		return &InputError{Arg: "ttl", Reason: fmt.Sprintf("%v is consumed by the clock-drift allowance (ttl × %g + 2ms); use at least %v", ttl, c.s.DriftFactor, min)}
+	if least := minTTL(c.s.DriftFactor); ttl < least {
+		return &InputError{Arg: "ttl", Reason: fmt.Sprintf("%v is consumed by the clock-drift allowance (ttl × %g + 2ms); use at least %v", ttl, c.s.DriftFactor, least)}
 	}
 	if ttl > maxTTL {
 		return &InputError{Arg: "ttl", Reason: fmt.Sprintf("%v is too long", ttl)}

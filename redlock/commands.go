@@ -63,7 +63,7 @@ func newCmd(ctx context.Context, cl *call, eval bool) *redis.Cmd {
 func decode(op opKind, cmd *redis.Cmd) (bool, error) {
 	err := cmd.Err()
 	if op == opAcquire {
-		if err == redis.Nil {
+		if errors.Is(err, redis.Nil) {
 			return false, nil // the key exists: busy
 		}
 		if err != nil {
@@ -111,5 +111,5 @@ func isNoScript(err error) bool {
 // the master is up and answered, so it is not marked down.
 func isServerError(err error) bool {
 	var re redis.Error
-	return errors.As(err, &re) && err != redis.Nil
+	return errors.As(err, &re) && !errors.Is(err, redis.Nil)
 }

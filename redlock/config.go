@@ -162,7 +162,7 @@ func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
 func (c Config) GoString() string { return c.String() }
 
 // Format keeps every verb (%v, %+v, %#v, %s) from printing the password.
-func (c Config) Format(f fmt.State, verb rune) { _, _ = f.Write([]byte(c.String())) }
+func (c Config) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(c.String())) }
 
 func redactAll(addrs []string) []string {
 	out := make([]string, len(addrs))

@@ -53,6 +53,6 @@ func keyLife(ttl time.Duration, factor float64) time.Duration {
 // rounded up to Redis's millisecond resolution.
 func minTTL(factor float64) time.Duration {
 	// ttl − ttl×factor − 2ms > 0  ⇔  ttl > 2ms / (1 − factor)
-	min := time.Duration(float64(clockDriftFloor)/(1-factor)) + 1
-	return min.Truncate(time.Millisecond) + time.Millisecond
+	least := time.Duration(float64(clockDriftFloor)/(1-factor)) + 1
+	return least.Truncate(time.Millisecond) + time.Millisecond
 }

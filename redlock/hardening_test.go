@@ -9,9 +9,7 @@ import (
 	"testing"
 	"time"
 
-	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/quorumlock/quorumlock/internal/redisproc"
-	"github.com/rs/zerolog"
 )
 
 // TestOneMasterHonoursContext (issue 9, item 7): a one-master group answers
@@ -231,19 +229,6 @@ func absentOn(s *redisproc.Server, key string) bool {
 	return err == nil && v == "$-1"
 }
 
-// startProxy starts an in-process TCP proxy on loopback to upstream: a
-// second address that reaches the same server, as a DNS alias would.
-func startProxy(t *testing.T, upstream string) *toxiproxy.Proxy {
-	t.Helper()
-	tox := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
-	p := toxiproxy.NewProxy(tox, "alias", "127.0.0.1:0", upstream)
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Stop)
-	return p
-}
-
 // TestOneServerOneVote (issue 9, item 4): one redis-server reached under
 // two spellings must never cast two votes, and two clients that spell one
 // fleet differently must route every resource to the same group.
@@ -308,7 +293,7 @@ func TestOneServerOneVote(t *testing.T) {
 	t.Run("an alias the text cannot unify is refused at New", func(t *testing.T) {
 		s := fleet(t, 1, 3)[0]
 		alias := startProxy(t, s[0].Addr())
-		aliasURL := "redis://" + alias.Listen + "/1" // db 1: a keyspace of its own, a second vote without the check
+		aliasURL := "redis://" + alias.Addr() + "/1" // db 1: a keyspace of its own, a second vote without the check
 		cfg := Config{Servers: []string{s[0].Addr(), s[1].Addr(), aliasURL}, Logger: quietLogger, NodeTimeout: time.Second}
 		c, err := New(cfg)
 		if err == nil {
@@ -326,7 +311,7 @@ func TestOneServerOneVote(t *testing.T) {
 	t.Run("an alias found after New stays down and casts no vote", func(t *testing.T) {
 		s := fleet(t, 1, 4)[0] // s[3] is where the alias points first
 		alias := startProxy(t, s[3].Addr())
-		aliasURL := "redis://" + alias.Listen + "/1"
+		aliasURL := "redis://" + alias.Addr() + "/1"
 		cfg := faultConfig([][]*redisproc.Server{s[:3]})
 		cfg.Servers = []string{s[0].Addr(), s[1].Addr(), aliasURL}
 		c := newClient(t, cfg)
@@ -338,9 +323,8 @@ func TestOneServerOneVote(t *testing.T) {
 		}
 		// The alias now reaches s[0] (as a DNS name that moved would): its
 		// connections close, the pool re-dials on the next command.
-		listen := alias.Listen
 		alias.Stop()
-		alias.Listen, alias.Upstream = listen, s[0].Addr()
+		alias.SetUpstream(s[0].Addr()) // same listen address
 		if err := alias.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -381,7 +365,7 @@ func TestOneServerOneVote(t *testing.T) {
 		}
 		// Pointed at a server of its own again, it comes back.
 		alias.Stop()
-		alias.Listen, alias.Upstream = listen, s[3].Addr()
+		alias.SetUpstream(s[3].Addr())
 		if err := alias.Start(); err != nil {
 			t.Fatal(err)
 		}

@@ -91,8 +91,8 @@ func newConnPool(a address, s *settings) (*connPool, error) {
 
 // construct dials one connection, authenticates it, checks it with PING and
 // runs onConnect.
-func (cp *connPool) construct(ctx context.Context) (*pconn, error) {
-	nc, err := cp.dial(ctx)
+func (p *connPool) construct(ctx context.Context) (*pconn, error) {
+	nc, err := p.dial(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +101,7 @@ func (cp *connPool) construct(ctx context.Context) (*pconn, error) {
 		raw, _ = tc.NetConn().(syscall.Conn)
 	}
 	var taken atomic.Bool
-	rc := redis.NewClient(cp.newOpts(func(context.Context, string, string) (net.Conn, error) {
+	rc := redis.NewClient(p.newOpts(func(context.Context, string, string) (net.Conn, error) {
 		if taken.Swap(true) {
 			return nil, errNotPreDialed
 		}
@@ -118,8 +118,8 @@ func (cp *connPool) construct(ctx context.Context) (*pconn, error) {
 		}
 		return nil, err
 	}
-	if cp.onConnect != nil {
-		if err := cp.onConnect(ctx, pc); err != nil {
+	if p.onConnect != nil {
+		if err := p.onConnect(ctx, pc); err != nil {
 			pc.close()
 			return nil, err
 		}

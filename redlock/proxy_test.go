@@ -7,7 +7,9 @@ import (
 	"testing"
 )
 
-// tcpProxy forwards a loopback port to a master. Stop closes its listener
+// tcpProxy forwards a loopback port to a master (a stdlib stand-in for an
+// in-process toxiproxy, which would put toxiproxy's dependencies in the
+// library's go.mod). Stop closes its listener
 // and every proxied connection (to the client, the master is gone); Start
 // listens again on the same address (the master is back).
 type tcpProxy struct {
@@ -34,6 +36,14 @@ func startProxy(t *testing.T, upstream string) *tcpProxy {
 // Addr is the address clients dial.
 func (p *tcpProxy) Addr() string { return p.addr }
 
+// SetUpstream points new connections at another server (as a DNS name that
+// moved); Stop and Start close the ones already proxied.
+func (p *tcpProxy) SetUpstream(upstream string) {
+	p.mu.Lock()
+	p.upstream = upstream
+	p.mu.Unlock()
+}
+
 // Start listens on the proxy's address and forwards what it accepts.
 func (p *tcpProxy) Start() error {
 	ln, err := net.Listen("tcp", p.addr)
@@ -51,7 +61,10 @@ func (p *tcpProxy) Start() error {
 			if err != nil {
 				return // Stop closed the listener
 			}
-			up, err := net.Dial("tcp", p.upstream)
+			p.mu.Lock()
+			upstream := p.upstream
+			p.mu.Unlock()
+			up, err := net.Dial("tcp", upstream)
 			if err != nil {
 				_ = down.Close()
 				continue

@@ -161,7 +161,7 @@ func TestMutualExclusion(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < iters; i++ {
 				r := resources[(w+i)%len(resources)]
-				err := c.Do(ctx, r, 2*time.Second, func(ctx context.Context) error {
+				err := c.Do(ctx, r, 2*time.Second, func(context.Context) error {
 					v := *counters[r]
 					time.Sleep(100 * time.Microsecond) // widen the race window
 					*counters[r] = v + 1
@@ -486,7 +486,7 @@ func TestDo(t *testing.T) {
 			}
 			return boom
 		})
-		if err != boom {
+		if !errors.Is(err, boom) {
 			t.Fatalf("Do = %v, want fn's error", err)
 		}
 		if keyOn(t, f[0][0], "d1") != "" {
@@ -503,7 +503,7 @@ func TestDo(t *testing.T) {
 				t.Fatal("not released after panic")
 			}
 		}()
-		_ = c.Do(ctx, "d2", time.Second, func(ctx context.Context) error { panic("kaboom") })
+		_ = c.Do(ctx, "d2", time.Second, func(context.Context) error { panic("kaboom") })
 	})
 
 	t.Run("does not run fn when not obtained", func(t *testing.T) {
@@ -513,7 +513,7 @@ func TestDo(t *testing.T) {
 		}
 		defer held.Release(ctx)
 		ran := false
-		err = c.Do(ctx, "d3", time.Second, func(ctx context.Context) error { ran = true; return nil })
+		err = c.Do(ctx, "d3", time.Second, func(context.Context) error { ran = true; return nil })
 		if ran || !errors.Is(err, ErrNotObtained) {
 			t.Fatalf("ran=%v err=%v", ran, err)
 		}

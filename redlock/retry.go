@@ -35,20 +35,18 @@ func LinearBackoff(maxRetry int, interval time.Duration) RetryStrategy {
 }
 
 // ExponentialBackoff makes maxRetry further attempts; the delay before retry
-// n is drawn uniformly from [0, min(max, base×2^(n−1))) ("full jitter"),
-// at least 1 ms.
-func ExponentialBackoff(maxRetry int, base, max time.Duration) RetryStrategy {
+// n is drawn uniformly from [0, min(maxDelay, base×2^(n−1))) ("full
+// jitter"), at least 1 ms.
+func ExponentialBackoff(maxRetry int, base, maxDelay time.Duration) RetryStrategy {
 	return RetryFunc(func(retry int) (time.Duration, bool) {
 		if retry > maxRetry {
 			return 0, false
 		}
 		d := base
-		for i := 1; i < retry && d < max; i++ {
+		for i := 1; i < retry && d < maxDelay; i++ {
 			d *= 2
 		}
-		if d > max {
-			d = max
-		}
+		d = min(d, maxDelay)
 		if d <= time.Millisecond {
 			return time.Millisecond, true
 		}

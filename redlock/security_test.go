@@ -294,8 +294,9 @@ func aclDenials(t *testing.T, s *redisproc.Server) int {
 	return n
 }
 
-func aclURL(user, pass string, s *redisproc.Server) string {
-	return "redis://" + user + ":" + pass + "@" + s.Addr()
+// aclURL is the URL of s for aclUser with password pass.
+func aclURL(pass string, s *redisproc.Server) string {
+	return "redis://" + aclUser + ":" + pass + "@" + s.Addr()
 }
 
 func TestSecurityACLMinimalRule(t *testing.T) {
@@ -304,7 +305,7 @@ func TestSecurityACLMinimalRule(t *testing.T) {
 	urls := func() []string {
 		var out []string
 		for _, s := range servers {
-			out = append(out, aclURL(aclUser, pass, s))
+			out = append(out, aclURL(pass, s))
 		}
 		return out
 	}
@@ -385,12 +386,12 @@ func TestSecurityACLMinimalRule(t *testing.T) {
 		if got, err := s.Do(context.Background(), "ACL", "SETUSER", "default", "off"); err != nil || got != "+OK" {
 			t.Fatalf("ACL SETUSER default off: %q %v", got, err)
 		}
-		c := newClient(t, Config{Servers: []string{aclURL(aclUser, pass, s)}})
+		c := newClient(t, Config{Servers: []string{aclURL(pass, s)}})
 		exerciseLock(t, c, nil, "", "acl-default-off") // keys cannot be read without a user
 	})
 
 	t.Run("a database other than 0 needs +select", func(t *testing.T) {
-		addr := aclURL(aclUser, pass, servers[0]) + "/1"
+		addr := aclURL(pass, servers[0]) + "/1"
 		setACLUser(t, servers[0], pass, append(minimalACL("~*"), "+select"))
 		c := newClient(t, Config{Servers: []string{addr}})
 		exerciseLock(t, c, nil, "", "acl-db1") // the key lives in db 1: not readable through redisproc
@@ -503,7 +504,7 @@ func TestSecurityACLWrongPassword(t *testing.T) {
 		name string
 		cfg  Config
 	}{
-		{"password in the URL", Config{Servers: []string{aclURL(aclUser, wrong, s)}}},
+		{"password in the URL", Config{Servers: []string{aclURL(wrong, s)}}},
 		{"Config.Username/Password", Config{Servers: []string{s.Addr()}, Username: aclUser, Password: wrong}},
 		{"Config.Password alone against requirepass", Config{Servers: []string{rp.Addr()}, Password: wrong}},
 		{"password only in the URL against requirepass", Config{Servers: []string{"redis://:" + wrong + "@" + rp.Addr()}}},

@@ -243,7 +243,7 @@ func TestDoFollowsShortenedValidity(t *testing.T) {
 				return fmt.Errorf("fn's ctx still live %v after Until", time.Since(until))
 			}
 			if !errors.Is(context.Cause(ctx), ErrLockLost) {
-				return fmt.Errorf("cause = %v, want ErrLockLost", context.Cause(ctx))
+				return fmt.Errorf("cause = %w, want ErrLockLost", context.Cause(ctx))
 			}
 			if time.Now().Before(until) {
 				return fmt.Errorf("fn's ctx ended %v before Until", time.Until(until))
@@ -265,7 +265,7 @@ func TestDoFollowsShortenedValidity(t *testing.T) {
 			}
 			select {
 			case <-ctx.Done():
-				return fmt.Errorf("fn's ctx ended (%v) although the lock was extended to 30s", context.Cause(ctx))
+				return fmt.Errorf("fn's ctx ended (%w) although the lock was extended to 30s", context.Cause(ctx))
 			case <-time.After(time.Second):
 			}
 			return nil

@@ -59,7 +59,7 @@ func TestWithLockRunsAndReleases(t *testing.T) {
 	if get(t, s, "my_key") != "" {
 		t.Fatal("key not released")
 	}
-	err = lk.WithLock(ctx, "my_key", func(ctx context.Context) error {
+	err = lk.WithLock(ctx, "my_key", func(context.Context) error {
 		if ms := pttl(t, s, "my_key"); ms <= 0 || ms > 1_000 {
 			t.Errorf("PTTL = %d ms, want the 1 s expiry", ms)
 		}

@@ -198,9 +198,9 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer, getenv
 	if fl != nil {
 		groups, info.Source = fl.groups, fl.source
 	} else {
-		e, err := startEmbedded(o.embeddedFlags)
-		if err != nil {
-			return err
+		e, eerr := startEmbedded(o.embeddedFlags)
+		if eerr != nil {
+			return eerr
 		}
 		defer e.stop()
 		groups, info.Source, info.Embedded = e.groups, "embedded", e.kind
@@ -211,9 +211,9 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer, getenv
 		info.Masters += len(g)
 	}
 	if o.slowMs > 0 {
-		slow, stop, err := slowMasters(groups, o.slowMs)
-		if err != nil {
-			return err
+		slow, stop, serr := slowMasters(groups, o.slowMs)
+		if serr != nil {
+			return serr
 		}
 		defer stop()
 		groups = slow
@@ -422,7 +422,7 @@ func checkQuorums(ctx context.Context, c *redlock.Client) error {
 	}
 	for gi, g := range c.Groups() {
 		if up[gi] < g.Quorum {
-			return fmt.Errorf("fleet unreachable: group %d has %d of %d masters answering, %d needed (%v)",
+			return fmt.Errorf("fleet unreachable: group %d has %d of %d masters answering, %d needed (%w)",
 				gi, up[gi], len(g.Masters), g.Quorum, firstErr[gi])
 		}
 	}

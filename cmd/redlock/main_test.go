@@ -5,13 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"image/png"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,9 +32,11 @@ func TestMain(m *testing.M) {
 	}
 	code := func() int {
 		defer os.RemoveAll(dir)
+		// go test puts the go command of this toolchain first in PATH.
 		goTool, err := exec.LookPath("go")
 		if err != nil {
-			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+			fmt.Fprintln(os.Stderr, "build the redlock binary:", err)
+			return 1
 		}
 		binary = filepath.Join(dir, "redlock")
 		out, err := exec.Command(goTool, "build", "-o", binary, ".").CombinedOutput()

@@ -198,7 +198,7 @@ loop:
 	defer cancel()
 	if err := l.Release(rctx); err != nil {
 		if errors.Is(err, redlock.ErrNotHeld) {
-			return &codeError{code: exitLost, err: fmt.Errorf("lock %q was no longer held when the command exited (code %d): %s", o.resource, code, err)}
+			return &codeError{code: exitLost, err: fmt.Errorf("lock %q was no longer held when the command exited (code %d): %w", o.resource, code, err)}
 		}
 		fmt.Fprintf(stderr, "redlock run: releasing %q failed (it expires with its TTL): %s\n", o.resource, oneLine(err.Error()))
 	}
@@ -270,16 +270,16 @@ func notObtained(o runOpts, err error) error {
 	if errors.As(err, &qe) {
 		failed := qe.Failed()
 		if len(qe.Votes)-len(failed) < qe.Quorum {
-			return fmt.Errorf("lock %q not obtained%s: no quorum of masters answered (%d of %d failed, %d needed): %v",
+			return fmt.Errorf("lock %q not obtained%s: no quorum of masters answered (%d of %d failed, %d needed): %w",
 				o.resource, within, len(failed), len(qe.Votes), qe.Quorum, qe)
 		}
 		return fmt.Errorf("lock %q not obtained%s: it is held by someone else (%d of %d masters said yes, %d needed)",
 			o.resource, within, qe.Yes(), len(qe.Votes), qe.Quorum)
 	}
-	return fmt.Errorf("lock %q not obtained%s: %v", o.resource, within, err)
+	return fmt.Errorf("lock %q not obtained%s: %w", o.resource, within, err)
 }
 
-func releaseQuietly(ctx context.Context, c *redlock.Client, l *redlock.Lock) {
+func releaseQuietly(ctx context.Context, _ *redlock.Client, l *redlock.Lock) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	_ = l.Release(rctx)

@@ -94,9 +94,9 @@ func runStatus(ctx context.Context, o statusOpts, stdout, stderr io.Writer, gete
 	if fl != nil {
 		groups, rep.Source = fl.groups, fl.source
 	} else {
-		e, err := startEmbedded(o.embeddedFlags)
-		if err != nil {
-			return err
+		e, eerr := startEmbedded(o.embeddedFlags)
+		if eerr != nil {
+			return eerr
 		}
 		defer e.stop()
 		groups, rep.Source = e.groups, "embedded"
