@@ -2,6 +2,9 @@ module github.com/quorumlock/quorumlock/redlocktest
 
 go 1.26.0
 
+// The checkout's library (and test helpers) for development and CI. A
+// release tags the root first and requires that tag here without the
+// replace: `go install …@version` refuses a go.mod with replace directives.
 replace github.com/quorumlock/quorumlock => ..
 
 require (
