@@ -37,8 +37,9 @@ deps:
 image: deps
 	@bash docker/build-local-image.sh
 
-## test: everything, with the race detector
-test: fmt vet lint cross lean deps image unit
+## test: everything, with the race detector (go vet runs in cross, for
+## every GOOS)
+test: fmt lint cross lean deps image unit
 
 ## unit: go test -race in every module (each module's tests run even when
 ## an earlier module failed; the target fails if any did)
