@@ -26,6 +26,8 @@ type Client struct {
 
 	serversMu sync.Mutex
 	servers   map[string]*node // run_id → the master that reaches that server (claimServer)
+	hub       hub              // waiters and release notifications (await.go, notify.go)
+	ext       extender         // the shared automatic extender (extender.go)
 }
 
 // New validates cfg, opens one connection to every master in parallel and
@@ -38,6 +40,8 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{s: s, closing: make(chan struct{}), servers: make(map[string]*node)}
+	c.hub.c = c
+	c.ext.c = c
 	ids := make([]string, len(s.groups))
 	for gi, addrs := range s.groups {
 		g := &group{index: gi, id: groupIdentity(addrs), quorum: len(addrs)/2 + 1}
@@ -155,6 +159,7 @@ func (c *Client) Close() error {
 		return nil
 	}
 	close(c.closing)
+	c.hub.close()
 	c.wg.Wait()
 	for _, nd := range c.nodes {
 		nd.pool.close()
@@ -259,12 +264,25 @@ func (c *Client) precheck(ctx context.Context, resource string, ttl time.Duratio
 // Lock acquires resource for ttl, trying 1 + MaxRetry times with a jittered
 // delay between attempts (or as Config.RetryStrategy says). ctx bounds the
 // whole call: when it ends, the error is ErrNotObtained joined with ctx.Err().
+//
+// Once an attempt found the resource busy, Lock also listens for the
+// holder's release (as Await does): the next attempt is made when the
+// release is announced, or when the delay has passed, whichever comes
+// first. Each attempt counts against the strategy. An uncontended Lock
+// never subscribes.
 func (c *Client) Lock(ctx context.Context, resource string, ttl time.Duration) (*Lock, error) {
 	if err := c.precheck(ctx, resource, ttl); err != nil {
 		return nil, err
 	}
 	var timer *time.Timer
+	var w *waiter
 	for retry := 1; ; retry++ {
+		if w != nil {
+			select { // announcements that arrived before this attempt are answered by it
+			case <-w.wake:
+			default:
+			}
+		}
 		l, err := c.attempt(ctx, resource, ttl)
 		if err == nil {
 			return l, nil
@@ -276,13 +294,25 @@ func (c *Client) Lock(ctx context.Context, resource string, ttl time.Duration) (
 		if !ok {
 			return nil, c.lastAttempt(ctx, resource, err)
 		}
+		if qe := (*QuorumError)(nil); w == nil && errors.As(err, &qe) && qe.No() > 0 {
+			// Busy (not only masters down): listen for the release.
+			g, _ := c.route(resource)
+			w, _ = c.hub.enqueue(c.s.KeyPrefix+resource, g)
+			defer c.hub.leave(w)
+			c.hub.subscribe(ctx, w.q, false)
+		}
 		if timer == nil {
 			timer = time.NewTimer(delay)
 			defer timer.Stop()
 		} else {
 			timer.Reset(delay)
 		}
+		var wake <-chan struct{}
+		if w != nil {
+			wake = w.wake
+		}
 		select {
+		case <-wake:
 		case <-timer.C:
 		case <-ctx.Done():
 			return nil, errors.Join(err, ctx.Err())

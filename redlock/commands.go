@@ -10,34 +10,101 @@ import (
 
 // Lua scripts: only the holder of the token may delete or extend a key, and
 // an extension never re-creates a key that has expired.
+//
+// A release that deletes the key PUBLISHes on the key's release channel
+// (releasedChannelPrefix + key), which wakes the waiters of Await and of
+// Lock's retries (notify.go). It answers 1 + the number of subscribers that
+// got the message, 0 when the key is not ours. The PUBLISH runs under
+// pcall: a user whose ACL denies it still releases (waiters then fall back
+// to PTTL-bounded timers).
 const (
-	releaseScriptSrc = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end`
-	extendScriptSrc  = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("pexpire", KEYS[1], ARGV[2]) else return 0 end`
+	releasedChannelPrefix = "quorumlock:released:"
+
+	releaseScriptSrc = `if redis.call("get", KEYS[1]) == ARGV[1] then
+  redis.call("del", KEYS[1])
+  local n = redis.pcall("publish", "` + releasedChannelPrefix + `" .. KEYS[1], ARGV[1])
+  if type(n) ~= "number" then n = 0 end
+  return 1 + n
+end
+return 0`
+	extendScriptSrc = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("pexpire", KEYS[1], ARGV[2]) else return 0 end`
+
+	// Several keys of one group at once (LockAll): all or none on each
+	// master. ARGV[1] is the token, ARGV[2] the TTL in ms.
+	multiAcquireScriptSrc = `for i = 1, #KEYS do
+  if redis.call("exists", KEYS[i]) == 1 then return 0 end
+end
+for i = 1, #KEYS do redis.call("set", KEYS[i], ARGV[1], "px", ARGV[2]) end
+return 1`
+	multiReleaseScriptSrc = `local n = 0
+for i = 1, #KEYS do
+  if redis.call("get", KEYS[i]) == ARGV[1] then
+    redis.call("del", KEYS[i])
+    redis.pcall("publish", "` + releasedChannelPrefix + `" .. KEYS[i], ARGV[1])
+    n = n + 1
+  end
+end
+if n == #KEYS then return 1 end
+return 0`
+	multiExtendScriptSrc = `for i = 1, #KEYS do
+  if redis.call("get", KEYS[i]) ~= ARGV[1] then return 0 end
+end
+for i = 1, #KEYS do redis.call("pexpire", KEYS[i], ARGV[2]) end
+return 1`
 )
 
 var (
-	releaseScript = redis.NewScript(releaseScriptSrc)
-	extendScript  = redis.NewScript(extendScriptSrc)
+	releaseScript      = redis.NewScript(releaseScriptSrc)
+	extendScript       = redis.NewScript(extendScriptSrc)
+	multiAcquireScript = redis.NewScript(multiAcquireScriptSrc)
+	multiReleaseScript = redis.NewScript(multiReleaseScriptSrc)
+	multiExtendScript  = redis.NewScript(multiExtendScriptSrc)
 )
+
+// scriptSources are loaded on every (re)connection.
+var scriptSources = []string{releaseScriptSrc, extendScriptSrc, multiAcquireScriptSrc, multiReleaseScriptSrc, multiExtendScriptSrc}
 
 type opKind uint8
 
 const (
-	opAcquire opKind = iota // SET key token NX PX ttl
-	opRelease               // compare-and-delete
-	opExtend                // compare-and-pexpire
-	opExists                // EXISTS key
+	opAcquire      opKind = iota // SET key token NX PX ttl
+	opRelease                    // compare-and-delete
+	opExtend                     // compare-and-pexpire
+	opExists                     // EXISTS key
+	opPTTL                       // PTTL key (waiters: how long the key may still block)
+	opMultiAcquire               // several keys, all or none (LockAll)
+	opMultiRelease               // several keys' compare-and-delete
+	opMultiExtend                // several keys' compare-and-pexpire, all or none
 )
 
 func (o opKind) String() string {
-	return [...]string{"lock", "release", "extend", "islocked"}[o]
+	return [...]string{"lock", "release", "extend", "islocked", "pttl", "lockall", "release", "extend"}[o]
 }
 
 // Script hashes, boxed once.
 var (
-	releaseSHA any = releaseScript.Hash()
-	extendSHA  any = extendScript.Hash()
+	releaseSHA      any = releaseScript.Hash()
+	extendSHA       any = extendScript.Hash()
+	multiAcquireSHA any = multiAcquireScript.Hash()
+	multiReleaseSHA any = multiReleaseScript.Hash()
+	multiExtendSHA  any = multiExtendScript.Hash()
 )
+
+// multiCmd builds EVALSHA (or EVAL) of a several-key script.
+func multiCmd(ctx context.Context, eval bool, src string, sha any, keys []string, extra ...any) *redis.Cmd {
+	args := make([]any, 0, 3+len(keys)+len(extra))
+	if eval {
+		args = append(args, "eval", src)
+	} else {
+		args = append(args, "evalsha", sha)
+	}
+	args = append(args, len(keys))
+	for _, k := range keys {
+		args = append(args, k)
+	}
+	args = append(args, extra...)
+	return redis.NewCmd(ctx, args...)
+}
 
 func newCmd(ctx context.Context, cl *call, eval bool) *redis.Cmd {
 	a := cl.args
@@ -54,42 +121,58 @@ func newCmd(ctx context.Context, cl *call, eval bool) *redis.Cmd {
 			return redis.NewCmd(ctx, "eval", extendScriptSrc, 1, a.key, a.token, a.ttl)
 		}
 		return redis.NewCmd(ctx, "evalsha", extendSHA, 1, a.key, a.token, a.ttl)
+	case opPTTL:
+		return redis.NewCmd(ctx, "pttl", a.key)
+	case opMultiAcquire:
+		return multiCmd(ctx, eval, multiAcquireScriptSrc, multiAcquireSHA, a.keys, a.token, a.ttl)
+	case opMultiRelease:
+		return multiCmd(ctx, eval, multiReleaseScriptSrc, multiReleaseSHA, a.keys, a.token)
+	case opMultiExtend:
+		return multiCmd(ctx, eval, multiExtendScriptSrc, multiExtendSHA, a.keys, a.token, a.ttl)
 	default:
 		return redis.NewCmd(ctx, "type", a.key)
 	}
 }
 
-// decode turns a reply into a vote: yes, no, or an error.
-func decode(op opKind, cmd *redis.Cmd) (bool, error) {
-	err := cmd.Err()
+// decode turns a reply into a vote: yes, no, or an error; val is the
+// reply's number where it carries one (PTTL's milliseconds; for a release,
+// the subscribers the release's message reached).
+func decode(op opKind, cmd *redis.Cmd) (ok bool, val int64, err error) {
+	err = cmd.Err()
 	if op == opAcquire {
 		if errors.Is(err, redis.Nil) {
-			return false, nil // the key exists: busy
+			return false, 0, nil // the key exists: busy
 		}
 		if err != nil {
-			return false, err
+			return false, 0, err
 		}
 		s, _ := cmd.Val().(string)
-		return s == "OK", nil
+		return s == "OK", 0, nil
 	}
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	if op == opExists {
 		switch t, _ := cmd.Val().(string); t {
 		case "none":
-			return false, nil
+			return false, 0, nil
 		case "string":
-			return true, nil
+			return true, 0, nil
 		default:
-			return false, wrongTypeError(t)
+			return false, 0, wrongTypeError(t)
 		}
 	}
 	v, err := cmd.Int64()
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
-	return v == 1, nil
+	switch op {
+	case opPTTL:
+		return true, v, nil // every answer counts: val says how long the key lives
+	case opRelease:
+		return v >= 1, max(v-1, 0), nil
+	}
+	return v == 1, 0, nil
 }
 
 // wrongTypeError is a key of another type where a lock's string should be.

@@ -283,3 +283,115 @@ func ExampleConfig() {
 	// masters: 3 quorum: 2
 	// even group refused: true Servers
 }
+
+// Await waits for a busy resource without polling: it is woken by the
+// holder's release.
+func ExampleClient_Await() {
+	masters, addrs := startMasters(3)
+	defer redisproc.StopAll(masters)
+	client, err := redlock.New(redlock.Config{Servers: addrs})
+	if err != nil {
+		panic(err)
+	}
+	defer client.Close()
+	ctx := context.Background()
+
+	held, err := client.Lock(ctx, "report:daily", time.Minute)
+	if err != nil {
+		panic(err)
+	}
+	go func() {
+		time.Sleep(100 * time.Millisecond) // work
+		_ = held.Release(ctx)              // wakes the waiter at once (not in a minute)
+	}()
+
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	lock, err := client.Await(wctx, "report:daily", 10*time.Second)
+	if err != nil {
+		panic(err) // ErrNotObtained joined with ctx.Err() when wctx ends first
+	}
+	defer lock.Release(ctx)
+	fmt.Println("got it after the holder released:", !held.Valid() && lock.Valid())
+	// Output:
+	// got it after the holder released: true
+}
+
+// LockAll takes several resources, all or nothing, whatever their order
+// and whichever groups they are routed to.
+func ExampleClient_LockAll() {
+	masters, addrs := startMasters(6)
+	defer redisproc.StopAll(masters)
+	client, err := redlock.New(redlock.Config{Cluster: [][]string{addrs[:3], addrs[3:]}})
+	if err != nil {
+		panic(err)
+	}
+	defer client.Close()
+	ctx := context.Background()
+
+	m, err := client.LockAll(ctx, []string{"account:7", "account:3"}, 10*time.Second)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("holding", m.Resources())
+	// Another caller listing them the other way round gets neither.
+	_, err = client.LockAll(ctx, []string{"account:3", "account:7"}, 10*time.Second)
+	fmt.Println("second caller:", errors.Is(err, redlock.ErrNotObtained))
+	fmt.Println("released:", m.Release(ctx) == nil)
+
+	err = client.DoAll(ctx, []string{"account:3", "account:7"}, 10*time.Second, func(ctx context.Context) error {
+		return nil // move money between the two accounts
+	})
+	fmt.Println("DoAll:", err)
+	// Output:
+	// holding [account:3 account:7]
+	// second caller: true
+	// released: true
+	// DoAll: <nil>
+}
+
+// Done tells a holder that its lock is lost, like etcd's Session.Done.
+func ExampleLock_Done() {
+	masters, addrs := startMasters(3)
+	defer redisproc.StopAll(masters)
+	client, err := redlock.New(redlock.Config{Servers: addrs})
+	if err != nil {
+		panic(err)
+	}
+	defer client.Close()
+	ctx := context.Background()
+
+	lock, err := client.Lock(ctx, "job:9", 300*time.Millisecond)
+	if err != nil {
+		panic(err)
+	}
+	select {
+	case <-lock.Done(): // nobody extended it: its validity ran out
+		fmt.Println("lost; valid:", lock.Valid())
+	case <-time.After(30 * time.Second):
+		fmt.Println("still held")
+	}
+	// Output:
+	// lost; valid: false
+}
+
+// WithMaxHold extends the lock automatically, but never for longer than
+// the limit: a stuck section cannot hold the resource forever.
+func ExampleWithMaxHold() {
+	masters, addrs := startMasters(3)
+	defer redisproc.StopAll(masters)
+	client, err := redlock.New(redlock.Config{Servers: addrs})
+	if err != nil {
+		panic(err)
+	}
+	defer client.Close()
+	ctx := context.Background()
+
+	err = client.DoWith(ctx, "import:batch", time.Second, func(ctx context.Context) error {
+		<-ctx.Done() // a section that never finishes on its own
+		return context.Cause(ctx)
+	}, redlock.WithMaxHold(2*time.Second))
+	fmt.Println(errors.Is(err, redlock.ErrLockLost))
+	// Output:
+	// true
+}

@@ -143,8 +143,9 @@ func (n *node) connect() error {
 		return err
 	}
 	pipe := res.Value().conn.Pipeline()
-	pipe.ScriptLoad(ctx, releaseScriptSrc)
-	pipe.ScriptLoad(ctx, extendScriptSrc)
+	for _, src := range scriptSources {
+		pipe.ScriptLoad(ctx, src)
+	}
 	if _, err := pipe.Exec(ctx); err != nil && !isServerError(err) { // a denied SCRIPT LOAD is fine: EVALSHA falls back to EVAL
 		res.Destroy()
 		return err

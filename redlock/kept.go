@@ -32,7 +32,9 @@ type keptRelease struct {
 }
 
 // needed tells whether cl is a release its master may need.
-func (cl *call) needed() bool { return cl.op == opRelease && cl.keepFor > 0 }
+func (cl *call) needed() bool {
+	return (cl.op == opRelease || cl.op == opMultiRelease) && cl.keepFor > 0
+}
 
 // keepRelease remembers a release that this master may need (its SET may
 // have landed) but did not get, so that it is sent when the master answers
@@ -41,18 +43,24 @@ func (n *node) keepRelease(cl *call) {
 	if !cl.needed() {
 		return
 	}
+	keys := []string{cl.key}
+	if cl.op == opMultiRelease {
+		keys = cl.args.keys // kept as one single-key release per key
+	}
 	n.keptMu.Lock()
 	defer n.keptMu.Unlock()
-	if len(n.kept) >= maxKeptReleases {
-		n.keptDropped.Add(1)
-		if now := time.Now(); now.Sub(n.droppedLogged) > time.Second {
-			n.droppedLogged = now
-			n.c.s.Logger.Warn("redlock: kept releases full: a release this master may need is dropped (its key expires with its TTL)",
-				"master", n.addr.redacted, "kept", len(n.kept), "dropped_total", n.keptDropped.Load())
+	for _, k := range keys {
+		if len(n.kept) >= maxKeptReleases {
+			n.keptDropped.Add(1)
+			if now := time.Now(); now.Sub(n.droppedLogged) > time.Second {
+				n.droppedLogged = now
+				n.c.s.Logger.Warn("redlock: kept releases full: a release this master may need is dropped (its key expires with its TTL)",
+					"master", n.addr.redacted, "kept", len(n.kept), "dropped_total", n.keptDropped.Load())
+			}
+			return
 		}
-		return
+		n.kept = append(n.kept, keptRelease{key: k, token: cl.token, hash: cl.hash, life: cl.keepFor})
 	}
-	n.kept = append(n.kept, keptRelease{key: cl.key, token: cl.token, hash: cl.hash, life: cl.keepFor})
 }
 
 // keepAndRetry keeps a needed release that this master, up, could not take

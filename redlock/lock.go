@@ -37,6 +37,16 @@ type Lock struct {
 	extending  bool
 	extendDone chan struct{}
 	released   bool
+	lost       bool // an Extend found it gone
+
+	// Done (done.go): created on first use, closed when the lock is known
+	// lost; doneTimer fires at Until to check.
+	done      chan struct{}
+	doneTimer *time.Timer
+	doneShut  bool
+	onLost    func(extendFoundGone bool) // Do's: cancels fn's context
+	// auto marks a lock renewed by the shared extender (extender.go).
+	auto bool
 }
 
 // Resource is the resource the lock was acquired for.
@@ -87,6 +97,7 @@ func (l *Lock) setUntil(u time.Time) {
 		close(l.changed)
 		l.changed = nil
 	}
+	l.armDone()
 }
 
 // capUntil makes sure until is not later than u (a lock already lost or
@@ -151,7 +162,14 @@ func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 	l.noteTTL(ttl)
 	start := time.Now()
 	r := l.g.fanout(ctx, request{op: opExtend, key: l.key, token: l.token, ttlMs: ttlMillis(ttl), hash: l.hash, timeout: c.s.NodeTimeout})
-	until := validUntil(start, ttl, c.s.DriftFactor)
+	return l.extended(r, start, ttl, ctx.Err())
+}
+
+// extended applies the outcome r of an extension by ttl that started at
+// start (Extend's, or the shared extender's) to Until, and returns Extend's
+// error. ctxErr is the caller's context error, if any.
+func (l *Lock) extended(r result, start time.Time, ttl time.Duration, ctxErr error) error {
+	until := validUntil(start, ttl, l.c.s.DriftFactor)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
@@ -167,6 +185,7 @@ func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 		return fmt.Errorf("redlock: extend %q: a quorum extended it but the extension's validity ran out (it took %v): %w",
 			l.resource, time.Since(start), l.g.quorumError(opExtend, l.resource, r))
 	case r.no >= l.g.quorum:
+		l.lost = true // before setUntil: Done is closed
 		l.setUntil(time.Time{})
 		return fmt.Errorf("%w: %q: %w", ErrNotHeld, l.resource, l.g.quorumError(opExtend, l.resource, r))
 	}
@@ -177,8 +196,8 @@ func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 		l.capUntil(until)
 	}
 	qe := l.g.quorumError(opExtend, l.resource, r)
-	if err := ctx.Err(); err != nil {
-		return errors.Join(qe, err)
+	if ctxErr != nil {
+		return errors.Join(qe, ctxErr)
 	}
 	return qe
 }
@@ -236,9 +255,20 @@ func (l *Lock) Release(ctx context.Context) error {
 	// answer in time) gets it when it answers again: from then on, the key
 	// may live there for as long as the longest TTL sent for it.
 	keep := keyLife(l.keyTTL, c.s.DriftFactor)
+	l.released = true // before setUntil: a release does not close Done
 	l.setUntil(time.Time{})
-	l.released = true
+	auto := l.auto
 	l.mu.Unlock()
+	if auto {
+		// No renewal is sent after this point: the extender drops the
+		// lock, and checks released as it builds each pipeline. A renewal
+		// already on the wire cannot outlive the release: the
+		// compare-and-pexpire runs on a master either before the
+		// compare-and-delete (which then deletes the key) or after it
+		// (and finds no key of this token).
+		c.ext.remove(l)
+	}
+	c.hub.releasing(l.key, l.token)
 	return c.release(ctx, l.g, l.hash, l.resource, l.key, l.token, keep, l.mayHold)
 }
 
@@ -272,6 +302,7 @@ func (c *Client) release(ctx context.Context, g *group, hash uint64, resource, k
 		keepMask: mayHold, keepFor: max(keep, 0)})
 	switch {
 	case r.yes >= g.quorum:
+		c.hub.released(key, r)
 		return nil
 	case r.no >= g.quorum:
 		return fmt.Errorf("%w: %q: %w", ErrNotHeld, resource, g.quorumError(opRelease, resource, r))
@@ -289,11 +320,16 @@ type DoOption func(*doOptions)
 type doOptions struct {
 	autoExtend bool
 	try        bool
+	maxHold    time.Duration // WithMaxHold: automatic extension stops after it
+	maxHoldSet bool
 }
 
 // WithAutoExtend extends the lock by its ttl every ttl/3 while fn runs. The
 // context fn gets is still cancelled (cause ErrLockLost) if an extension
-// finds the lock gone or validity runs out before one succeeds.
+// finds the lock gone or validity runs out before one succeeds. The
+// extensions are made by the Client's shared extender: one goroutine and one
+// ticker for all auto-extended locks, whose renewals due on a master go out
+// as one pipeline. No renewal is sent after the lock's Release.
 func WithAutoExtend() DoOption { return func(o *doOptions) { o.autoExtend = true } }
 
 // WithTryOnce makes a single attempt (TryLock) instead of Lock's retries.
@@ -331,6 +367,9 @@ func (c *Client) DoWith(ctx context.Context, resource string, ttl time.Duration,
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if o.maxHoldSet && o.maxHold <= 0 {
+		return &InputError{Arg: "WithMaxHold", Reason: fmt.Sprintf("%v is not positive", o.maxHold)}
+	}
 	var l *Lock
 	if o.try {
 		l, err = c.TryLock(ctx, resource, ttl)
@@ -341,15 +380,20 @@ func (c *Client) DoWith(ctx context.Context, resource string, ttl time.Duration,
 		return err
 	}
 	lctx, cancel := context.WithCancelCause(context.WithValue(ctx, lockCtxKey{}, l))
-	stop := make(chan struct{})
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		l.watch(lctx, ttl, o.autoExtend, stop, cancel)
-	}()
+	if o.autoExtend {
+		c.ext.add(l, ttl, o.maxHold)
+	}
+	// fn's context ends when the lock is known lost (done.go): a timer at
+	// Until that follows every change of it — no goroutine per section.
+	l.notifyLost(func(extendFoundGone bool) {
+		if extendFoundGone {
+			cancel(fmt.Errorf("%w: %w: %q: an extension found it gone", ErrLockLost, ErrNotHeld, l.resource))
+			return
+		}
+		cancel(ErrLockLost)
+	})
 	defer func() {
-		close(stop)
-		<-watched
+		l.notifyLost(nil)
 		cancel(nil)
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), c.s.ReleaseTimeout)
 		relErr := l.Release(rctx)
@@ -359,53 +403,4 @@ func (c *Client) DoWith(ctx context.Context, resource string, ttl time.Duration,
 		}
 	}()
 	return fn(lctx)
-}
-
-// watch cancels ctx with ErrLockLost when the lock's validity runs out. It
-// follows every change of Until (untilChanged): an Extend by hand that
-// shortens or lengthens the validity, a lock found lost or released. When
-// asked, it extends the lock by ttl every ttl/3.
-func (l *Lock) watch(ctx context.Context, ttl time.Duration, autoExtend bool, stop <-chan struct{}, cancel context.CancelCauseFunc) {
-	expiry := time.NewTimer(time.Hour)
-	defer expiry.Stop()
-	var tick <-chan time.Time
-	if autoExtend {
-		t := time.NewTicker(ttl / 3)
-		defer t.Stop()
-		tick = t.C
-	}
-	for {
-		until, changed := l.untilChanged()
-		left := time.Until(until)
-		if until.IsZero() || left <= 0 {
-			cancel(ErrLockLost)
-			return
-		}
-		expiry.Reset(left) // since Go 1.23, Reset drops a tick not yet received
-		select {
-		case <-stop:
-			return
-		case <-ctx.Done():
-			return
-		case <-changed:
-		case <-expiry.C: // checked at the top
-		case <-tick:
-			// The extension may not run past the validity it is meant to
-			// prolong: the watcher must be free to cancel at Until.
-			ectx, ecancel := context.WithDeadline(ctx, minTime(time.Now().Add(2*l.c.s.NodeTimeout), until))
-			err := l.Extend(ectx, ttl)
-			ecancel()
-			if errors.Is(err, ErrNotHeld) {
-				cancel(fmt.Errorf("%w: %w", ErrLockLost, err))
-				return
-			}
-		}
-	}
-}
-
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
 }

@@ -45,17 +45,20 @@ type request struct {
 	// command (keyLife). keepFor 0: not needed anywhere.
 	keepMask uint64
 	keepFor  time.Duration
+	// keys are the keys of a several-key operation (opMulti*), in the
+	// global order; key is then the first of them.
+	keys []string
 }
 
 // decisive tells whether a quorum of "no" ends the operation: it does for
 // release, extend and exists; an acquire only ends early when a quorum of
 // "yes" can no longer be reached.
-func (q *request) decisive() bool { return q.op != opAcquire }
+func (q *request) decisive() bool { return q.op != opAcquire && q.op != opMultiAcquire }
 
 // call is q's command for master i, answering on out.
 func (q *request) call(i int, args *cmdArgs, deadline time.Time, out chan<- reply) call {
 	cl := call{op: q.op, idx: i, key: q.key, token: q.token, args: args, deadline: deadline, hash: q.hash, out: out}
-	if q.op == opRelease && q.keepFor > 0 && hasBit(q.keepMask, i) {
+	if (q.op == opRelease || q.op == opMultiRelease) && q.keepFor > 0 && hasBit(q.keepMask, i) {
 		cl.keepFor = q.keepFor
 	}
 	return cl
@@ -78,6 +81,7 @@ func (g *group) fanout(ctx context.Context, q request) result {
 	out := make(chan reply, n)
 	r := result{slots: make([]slot, n)}
 	args := newCmdArgs(q.key, q.token, q.ttlMs)
+	args.keys = q.keys
 	deadline := time.Now().Add(q.timeout)
 	decisive := q.decisive()
 	// One master: nothing to wait for in parallel, so the caller sends the
@@ -171,6 +175,7 @@ func (g *group) releaseDetached(q request) {
 	out := make(chan reply, n) // nobody reads it: every answer fits, then it is garbage
 	calls := make([]call, n)
 	args := newCmdArgs(q.key, q.token, 0)
+	args.keys = q.keys
 	deadline := time.Now().Add(q.timeout)
 	for i, nd := range g.nodes {
 		calls[i] = q.call(i, args, deadline, out)

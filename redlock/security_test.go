@@ -252,7 +252,8 @@ const isLockedCmd = "type"
 // minimalACL is the smallest rule set the lock client needs (see ACL.md),
 // without the commands in minus. keys is the key pattern, e.g. "~*" or "~lock:*".
 func minimalACL(keys string, minus ...string) []string {
-	cmds := []string{"+ping", "+set", "+" + isLockedCmd, "+evalsha", "+eval", "+script|load", "+info", "+get", "+del", "+pexpire"}
+	cmds := []string{"+ping", "+set", "+" + isLockedCmd, "+evalsha", "+eval", "+script|load", "+info", "+get", "+del", "+pexpire",
+		"+exists", "+pttl", "+publish", "+subscribe", "+unsubscribe"}
 	out := []string{}
 	for _, c := range cmds {
 		skip := false
@@ -265,7 +266,45 @@ func minimalACL(keys string, minus ...string) []string {
 			out = append(out, c)
 		}
 	}
-	return append([]string{"-@all", keys, "resetchannels"}, out...)
+	channels := "&" + releasedChannelPrefix + strings.TrimPrefix(keys, "~") // the release channels of those keys
+	return append([]string{"-@all", keys, "resetchannels", channels}, out...)
+}
+
+// exerciseWaiting runs Await against a held lock (woken by its release),
+// and LockAll, under the ACL rule in force.
+func exerciseWaiting(t *testing.T, c *Client, resource string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	l, err := c.Lock(ctx, resource, time.Minute)
+	if err != nil {
+		t.Fatalf("Lock: %v", err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		l2, err := c.Await(ctx, resource, 5*time.Second)
+		if err == nil {
+			err = l2.Release(ctx)
+		}
+		got <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if err := l.Release(ctx); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("Await: %v", err)
+	}
+	m, err := c.LockAll(ctx, []string{resource + "-b", resource + "-a"}, 5*time.Second)
+	if err != nil {
+		t.Fatalf("LockAll: %v", err)
+	}
+	if err := m.Extend(ctx, 5*time.Second); err != nil {
+		t.Errorf("MultiLock.Extend: %v", err)
+	}
+	if err := m.Release(ctx); err != nil {
+		t.Fatalf("MultiLock.Release: %v", err)
+	}
 }
 
 // setACLUser (re)creates the ACL user with password and rules on s, through
@@ -326,6 +365,7 @@ func TestSecurityACLMinimalRule(t *testing.T) {
 		setAll(t, minimalACL("~*"))
 		c := newClient(t, Config{Servers: urls()})
 		exerciseLock(t, c, servers, "", "acl-url")
+		exerciseWaiting(t, c, "acl-url-wait")
 		if n := denials(t); n != 0 {
 			t.Errorf("ACL LOG has %d denials with the minimal rule", n)
 		}
@@ -334,6 +374,7 @@ func TestSecurityACLMinimalRule(t *testing.T) {
 		setAll(t, minimalACL("~lock:*"))
 		c := newClient(t, Config{Servers: redisproc.Addrs(servers), Username: aclUser, Password: pass, KeyPrefix: "lock:"})
 		exerciseLock(t, c, servers, "lock:", "acl-prefix")
+		exerciseWaiting(t, c, "acl-prefix-wait")
 		if n := denials(t); n != 0 {
 			t.Errorf("ACL LOG has %d denials with the minimal rule", n)
 		}
@@ -375,6 +416,28 @@ func TestSecurityACLMinimalRule(t *testing.T) {
 		if !strings.Contains(logs.String(), "INFO denied") {
 			t.Errorf("no warning that duplicate servers cannot be detected: %s", logs.String())
 		}
+	})
+
+	t.Run("without pub/sub grants waiting falls back to timers", func(t *testing.T) {
+		// A release whose PUBLISH is denied still releases (pcall); a
+		// refused SUBSCRIBE leaves waiters on their PTTL-bounded timers.
+		setAll(t, minimalACL("~*", "publish", "subscribe", "unsubscribe"))
+		c := newClient(t, Config{Servers: urls()})
+		exerciseLock(t, c, servers, "", "acl-nopubsub")
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		l, err := c.Lock(ctx, "acl-nopubsub-wait", 600*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l2, err := c.Await(ctx, "acl-nopubsub-wait", 5*time.Second) // gets it when the key expires
+		if err != nil {
+			t.Fatalf("Await without pub/sub: %v", err)
+		}
+		if l.Valid() {
+			t.Error("two holders")
+		}
+		_ = l2.Release(ctx)
 	})
 
 	t.Run("default user off: AUTH/HELLO need no grant", func(t *testing.T) {

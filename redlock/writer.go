@@ -47,14 +47,20 @@ type reply struct {
 	ok   bool
 	done bool // answered (false: not yet, or not awaited)
 	err  error
+	val  int64 // PTTL's milliseconds; a release's reached subscribers
 }
 
 func (c *call) answer(ok bool, err error) { c.out <- reply{idx: c.idx, ok: ok, err: err, done: true} }
+
+func (c *call) answerVal(ok bool, val int64, err error) {
+	c.out <- reply{idx: c.idx, ok: ok, val: val, err: err, done: true}
+}
 
 // cmdArgs are a fan-out's command arguments, converted to interface values
 // once per operation rather than once per master.
 type cmdArgs struct {
 	key, token, ttl any
+	keys            []string // several-key scripts (LockAll)
 }
 
 func newCmdArgs(key, token string, ttlMs int64) *cmdArgs {
@@ -198,7 +204,7 @@ func (n *node) run(res *puddle.Resource[*pconn], calls []*call, cmds []*redis.Cm
 
 	var transportErr error
 	for i, cl := range calls {
-		ok, err := decode(cl.op, cmds[i])
+		ok, val, err := decode(cl.op, cmds[i])
 		if err != nil {
 			n.failures.Add(1)
 			switch {
@@ -212,7 +218,7 @@ func (n *node) run(res *puddle.Resource[*pconn], calls []*call, cmds []*redis.Cm
 			}
 			err = n.wrap(err)
 		}
-		cl.answer(ok, err)
+		cl.answerVal(ok, val, err)
 	}
 	if transportErr != nil {
 		res.Destroy()

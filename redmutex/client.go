@@ -41,12 +41,25 @@ const releaseTimeout = redlock.DefaultReleaseTimeout
 
 // hold runs fn while l is held and releases l whatever happens: on return,
 // on error and on panic (which then propagates). fn's context ends, with
-// cause redlock.ErrLockLost, when l's validity runs out. hold returns fn's
+// cause redlock.ErrLockLost, at l's validity as it was obtained (its
+// deadline), or earlier when l is known lost (l.Done: an Extend found it
+// gone, or shortened validity ran out). hold returns fn's
 // error, or the release's when fn succeeded.
 func hold(ctx context.Context, l *redlock.Lock, fn func(ctx context.Context) error) (err error) {
-	lctx, cancel := context.WithDeadlineCause(ctx, l.Until(), redlock.ErrLockLost)
+	dctx, dcancel := context.WithDeadlineCause(ctx, l.Until(), redlock.ErrLockLost)
+	defer dcancel()
+	lctx, cancel := context.WithCancelCause(dctx)
+	held := make(chan struct{})
+	go func() {
+		select {
+		case <-l.Done():
+			cancel(redlock.ErrLockLost)
+		case <-held:
+		}
+	}()
 	defer func() {
-		cancel()
+		close(held)
+		cancel(nil)
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 		rerr := l.Release(rctx)
 		rcancel()

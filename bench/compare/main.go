@@ -70,7 +70,20 @@ func main() {
 	quick := flag.Bool("quick", false, "a short run (seconds) to check the program, not for figures")
 	scaleGroups := flag.Int("scale-groups", 0, "groups × 5 masters in the scale section (0: 100, or 10 with -quick; -1 skips it)")
 	retryBase := flag.Duration("retry", 2*time.Millisecond, "handoff scenario: base retry delay of every implementation (jittered ±50%)")
+	waiting := flag.Bool("waiting", false, "run only the waiting scenario (issue 12): two default clients taking turns; writes its Markdown section to -out (\"-\": stdout)")
 	flag.Parse()
+	if *waiting {
+		redis.SetLogger(nopLogger{})
+		rounds, dur := 5, 2*time.Second
+		if *quick {
+			rounds, dur = 1, 500*time.Millisecond
+		}
+		if err := runWaiting(*out, rounds, dur); err != nil {
+			fmt.Fprintln(os.Stderr, "compare:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	p := fullPlan
 	if *quick {

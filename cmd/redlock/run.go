@@ -140,14 +140,13 @@ func runLocked(ctx context.Context, o runOpts, fl *fleet, argv []string, stdout,
 
 	extend := time.NewTicker(max(o.ttl/3, time.Millisecond))
 	defer extend.Stop()
-	expiry := time.NewTimer(l.TTL())
-	defer expiry.Stop()
+	lost := l.Done() // closed when the validity ran out or an Extend found the lock gone
 	var lostErr error
 	var kill <-chan time.Time
 	lose := func(why error) {
 		lostErr = why
 		extend.Stop()
-		expiry.Stop()
+		lost = nil
 		fmt.Fprintf(stderr, "redlock run: lock %q lost while the command ran: %s; sending SIGTERM to the command\n", o.resource, oneLine(why.Error()))
 		signalCmd(syscall.SIGTERM)
 		kill = time.After(o.grace)
@@ -171,17 +170,12 @@ loop:
 			cancel()
 			switch {
 			case err == nil:
-				expiry.Reset(l.TTL())
 			case errors.Is(err, redlock.ErrNotHeld):
 				lose(err)
 			default:
 				fmt.Fprintf(stderr, "redlock run: extending %q failed, will retry: %s\n", o.resource, oneLine(err.Error()))
 			}
-		case <-expiry.C:
-			if left := l.TTL(); left > 0 {
-				expiry.Reset(left)
-				continue
-			}
+		case <-lost:
 			lose(errors.New("its validity ran out before an extension succeeded"))
 		case <-kill:
 			fmt.Fprintf(stderr, "redlock run: the command did not exit within %v of SIGTERM; sending SIGKILL\n", o.grace)

@@ -1,0 +1,82 @@
+package redlock
+
+import "time"
+
+// Done returns a channel that is closed when the lock is known lost: its
+// validity ran out (Until passed without an Extend), or an Extend found it
+// gone (a majority of masters no longer hold this token). It is the
+// hand-held lock's version of etcd's Session.Done: select on it next to
+// your work. Release does not close it (the lock was given up, not lost),
+// nor does a failed Extend that leaves some validity.
+//
+// The channel and its timer are created on the first call; a lock whose
+// Done is never called costs nothing for it.
+func (l *Lock) Done() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.done == nil {
+		l.done = make(chan struct{})
+		l.armDone()
+	}
+	return l.done
+}
+
+// armDone closes done when the lock is lost, or sets its timer to look
+// again at Until. It runs at every change of Until (setUntil) and when the
+// timer fires. l.mu is held.
+func (l *Lock) armDone() {
+	if l.done == nil || l.doneShut {
+		return
+	}
+	if l.released && !l.lost {
+		if l.doneTimer != nil {
+			l.doneTimer.Stop()
+		}
+		return
+	}
+	left := time.Until(l.until)
+	if l.lost || l.until.IsZero() || left <= 0 {
+		close(l.done)
+		l.doneShut = true
+		if l.onLost != nil {
+			l.onLost(l.lost)
+			l.onLost = nil
+		}
+		if l.doneTimer != nil {
+			l.doneTimer.Stop()
+		}
+		return
+	}
+	if l.doneTimer == nil {
+		l.doneTimer = time.AfterFunc(left, l.doneCheck)
+		return
+	}
+	l.doneTimer.Reset(left)
+}
+
+// notifyLost makes fn run (with l.mu held; once) when the lock is known
+// lost: Do cancels fn's context with it, without a goroutine per section.
+// nil stops it.
+func (l *Lock) notifyLost(fn func(extendFoundGone bool)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.onLost = fn
+	if fn == nil {
+		return
+	}
+	if l.done == nil {
+		l.done = make(chan struct{})
+	}
+	if l.doneShut {
+		fn(l.lost)
+		l.onLost = nil
+		return
+	}
+	l.armDone()
+}
+
+func (l *Lock) doneCheck() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.armDone()
+}

@@ -1,0 +1,455 @@
+package redlock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// MaxLockAll is the most resources one LockAll accepts.
+const MaxLockAll = 1024
+
+// MultiLock is a lock on several resources at once (LockAll), possibly
+// spread over several quorum groups. Its methods are safe for concurrent
+// use.
+type MultiLock struct {
+	c         *Client
+	resources []string // sorted, distinct
+	token     string   // one token: the value of every key
+	parts     []*multiPart
+
+	extendMu sync.Mutex // Extends run one at a time: Until follows the last one applied
+
+	mu       sync.Mutex
+	until    time.Time     // the earliest part's; zero once released or known lost
+	keyTTL   time.Duration // the longest TTL ever sent for the keys (see Lock.keyTTL)
+	released bool
+	done     chan struct{} // closed when known lost (see Done)
+	doneOnce sync.Once
+	changed  chan struct{} // 1-buffered: Until changed (the watcher re-reads it)
+}
+
+// setUntilLocked changes Until and tells the watcher. m.mu held.
+func (m *MultiLock) setUntilLocked(u time.Time) {
+	m.until = u
+	signal(m.changed)
+}
+
+// multiPart is the resources of a MultiLock routed to one group: one
+// several-key command per master acquires, extends or releases them all.
+type multiPart struct {
+	g         *group
+	hash      uint64
+	keys      []string
+	resources []string
+	mayHold   uint64
+}
+
+func (p *multiPart) name() string {
+	if len(p.resources) == 1 {
+		return p.resources[0]
+	}
+	return fmt.Sprintf("%s (+%d more)", p.resources[0], len(p.resources)-1)
+}
+
+// LockAll acquires every resource for ttl, all or nothing: either it returns
+// a MultiLock holding all of them, or nothing stays locked on any master.
+//
+// The resources may be listed in any order and spread over any groups: they
+// are taken as one set (sorted; a resource listed twice is an input error).
+// Each group's share is acquired by one script per master that sets all its
+// keys or none, all groups in parallel, in one round trip; a LockAll that
+// misses any part releases every part before it retries. It never holds
+// some resources while waiting for others, so two LockAll calls cannot
+// deadlock whatever the order of their lists.
+//
+// Mutual exclusion does not depend on the per-master all-or-none: every key
+// is its own Redlock (held only where a majority of its group has it), and a
+// failed attempt releases all. The all-or-none script is for liveness: a
+// master never keeps a partial set that would block other callers of the
+// free keys until the cleanup arrives, two LockAll calls for overlapping sets
+// cannot each take half a master, and a master's vote is one yes or no for
+// its whole share. It retries as Lock does
+// (Config.RetryStrategy), and ctx bounds everything: when it ends, the
+// error is ErrNotObtained joined with ctx.Err().
+func (c *Client) LockAll(ctx context.Context, resources []string, ttl time.Duration) (*MultiLock, error) {
+	return c.lockAll(ctx, resources, ttl, false)
+}
+
+func (c *Client) lockAll(ctx context.Context, resources []string, ttl time.Duration, try bool) (*MultiLock, error) {
+	set, err := c.checkResources(resources, ttl)
+	if err != nil {
+		return nil, err
+	}
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, errors.Join(ErrNotObtained, err)
+	}
+	parts := c.partition(set)
+	var timer *time.Timer
+	for retry := 1; ; retry++ {
+		m, err := c.attemptAll(ctx, set, parts, ttl)
+		if err == nil {
+			return m, nil
+		}
+		if try || ctx.Err() != nil {
+			return nil, err
+		}
+		delay, ok := c.s.RetryStrategy.Backoff(retry)
+		if !ok {
+			return nil, err
+		}
+		if timer == nil {
+			timer = time.NewTimer(delay)
+			defer timer.Stop()
+		} else {
+			timer.Reset(delay)
+		}
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			return nil, errors.Join(err, ctx.Err())
+		case <-c.closing:
+			return nil, errors.Join(err, ErrClosed)
+		}
+	}
+}
+
+// checkResources validates LockAll's arguments and returns the resources
+// sorted.
+func (c *Client) checkResources(resources []string, ttl time.Duration) ([]string, error) {
+	if len(resources) == 0 {
+		return nil, &InputError{Arg: "resources", Reason: "empty"}
+	}
+	if len(resources) > MaxLockAll {
+		return nil, &InputError{Arg: "resources", Reason: fmt.Sprintf("%d resources, more than MaxLockAll (%d)", len(resources), MaxLockAll)}
+	}
+	set := slices.Clone(resources)
+	slices.Sort(set)
+	for i, r := range set {
+		if err := c.checkArgs(r, ttl); err != nil {
+			return nil, err
+		}
+		if i > 0 && set[i-1] == r {
+			return nil, &InputError{Arg: "resources", Reason: fmt.Sprintf("%q is listed twice", truncate(r, 200))}
+		}
+	}
+	return set, nil
+}
+
+// partition groups the sorted resources by the group they are routed to.
+func (c *Client) partition(set []string) []*multiPart {
+	byGroup := make(map[int]*multiPart)
+	var parts []*multiPart
+	for _, r := range set {
+		g, h := c.route(r)
+		p := byGroup[g.index]
+		if p == nil {
+			p = &multiPart{g: g, hash: h}
+			byGroup[g.index] = p
+			parts = append(parts, p)
+		}
+		p.resources = append(p.resources, r)
+		p.keys = append(p.keys, c.s.KeyPrefix+r)
+	}
+	return parts
+}
+
+// eachPart runs fn for every part, in parallel across groups.
+func eachPart(parts []*multiPart, fn func(i int, p *multiPart)) {
+	var wg sync.WaitGroup
+	for i := 1; i < len(parts); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(i, parts[i])
+		}()
+	}
+	fn(0, parts[0])
+	wg.Wait()
+}
+
+// attemptAll is one all-or-nothing acquisition with a fresh token.
+func (c *Client) attemptAll(ctx context.Context, set []string, tmpl []*multiPart, ttl time.Duration) (*MultiLock, error) {
+	token := newToken()
+	ms := ttlMillis(ttl)
+	parts := make([]*multiPart, len(tmpl))
+	results := make([]result, len(tmpl))
+	start := time.Now()
+	eachPart(tmpl, func(i int, p *multiPart) {
+		results[i] = p.g.fanout(ctx, request{op: opMultiAcquire, key: p.keys[0], keys: p.keys, token: token, ttlMs: ms,
+			hash: p.hash, timeout: c.s.NodeTimeout})
+		cp := *p
+		cp.mayHold = results[i].mayHold()
+		parts[i] = &cp
+	})
+	until := validUntil(start, ttl, c.s.DriftFactor)
+	var errs []error
+	for i, p := range parts {
+		if results[i].yes < p.g.quorum {
+			errs = append(errs, p.g.quorumError(opMultiAcquire, p.name(), results[i]))
+		}
+	}
+	if len(errs) == 0 && time.Now().Before(until) {
+		return &MultiLock{c: c, resources: set, token: token, parts: parts, keyTTL: ttl, done: make(chan struct{}),
+			changed: make(chan struct{}, 1), until: until}, nil
+	}
+	// Not all: release every part on every master where it may have landed.
+	for _, p := range parts {
+		p.g.releaseDetached(request{op: opMultiRelease, key: p.keys[0], keys: p.keys, token: token, hash: p.hash,
+			timeout: c.s.ReleaseTimeout, keepMask: p.mayHold, keepFor: keyLife(ttl, c.s.DriftFactor)})
+	}
+	if len(errs) == 0 {
+		errs = append(errs, fmt.Errorf("redlock: lock all %d resources: every part reached a quorum but the validity ran out (the attempt took %v)", len(set), time.Since(start)))
+	}
+	if err := ctx.Err(); err != nil {
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(append([]error{ErrNotObtained}, errs...)...)
+}
+
+// Resources returns the locked resources, sorted.
+func (m *MultiLock) Resources() []string { return slices.Clone(m.resources) }
+
+// Token is the random token: the value of every key of the MultiLock.
+func (m *MultiLock) Token() string { return m.token }
+
+// Until is the end of the validity of the earliest of its parts. It is zero
+// after Release or once the lock is known lost.
+func (m *MultiLock) Until() time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.until
+}
+
+// Valid reports whether the validity has not run out.
+func (m *MultiLock) Valid() bool {
+	u := m.Until()
+	return !u.IsZero() && time.Now().Before(u)
+}
+
+// Done is closed when the MultiLock is known lost: an Extend found a part
+// gone, or the validity ran out. It is not closed by Release.
+func (m *MultiLock) Done() <-chan struct{} { return m.done }
+
+func (m *MultiLock) lost() { m.doneOnce.Do(func() { close(m.done) }) }
+
+// Extend resets the TTL of every resource to ttl, in one script per master
+// of each group (a master extends all of a group's keys or none). Validity
+// is recomputed from the start of this call, and Until is the earliest
+// part's. When a majority of some group says a key is no longer ours, it
+// returns ErrNotHeld and the lock is lost. When the outcome is unknown
+// somewhere, Until is never later than what this Extend may have applied.
+func (m *MultiLock) Extend(ctx context.Context, ttl time.Duration) error {
+	c := m.c
+	for _, r := range m.resources {
+		if err := c.checkArgs(r, ttl); err != nil {
+			return err
+		}
+	}
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	m.extendMu.Lock()
+	defer m.extendMu.Unlock()
+	if !m.Valid() {
+		return fmt.Errorf("%w: %d resources: validity ran out at %v", ErrNotHeld, len(m.resources), m.Until().Format(time.RFC3339Nano))
+	}
+	if err := ctx.Err(); err != nil {
+		return err // nothing sent
+	}
+	m.mu.Lock()
+	m.keyTTL = max(m.keyTTL, ttl)
+	m.mu.Unlock()
+	start := time.Now()
+	results := make([]result, len(m.parts))
+	eachPart(m.parts, func(i int, p *multiPart) {
+		results[i] = p.g.fanout(ctx, request{op: opMultiExtend, key: p.keys[0], keys: p.keys, token: m.token,
+			ttlMs: ttlMillis(ttl), hash: p.hash, timeout: c.s.NodeTimeout})
+	})
+	newUntil := validUntil(start, ttl, c.s.DriftFactor)
+	var notHeld, failed []error
+	applied := false // some master may have applied this TTL
+	for i, p := range m.parts {
+		r := results[i]
+		applied = applied || r.mayHaveApplied()
+		switch {
+		case r.yes >= p.g.quorum:
+		case r.no >= p.g.quorum:
+			notHeld = append(notHeld, p.g.quorumError(opMultiExtend, p.name(), r))
+		default:
+			failed = append(failed, p.g.quorumError(opMultiExtend, p.name(), r))
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case m.released:
+		return fmt.Errorf("%w: released while extending", ErrNotHeld)
+	case len(notHeld) > 0:
+		m.setUntilLocked(time.Time{})
+		m.lost()
+		return fmt.Errorf("%w: %w", ErrNotHeld, errors.Join(notHeld...))
+	case len(failed) == 0 && time.Now().Before(newUntil):
+		m.setUntilLocked(newUntil)
+		return nil
+	}
+	// Some masters may have applied this TTL (shorter, perhaps): never
+	// trust more than it.
+	if applied && !m.until.IsZero() && newUntil.Before(m.until) {
+		m.setUntilLocked(newUntil)
+	}
+	if len(failed) == 0 {
+		return fmt.Errorf("redlock: extend %d resources: every part was extended but the extension's validity ran out (it took %v)", len(m.resources), time.Since(start))
+	}
+	if err := ctx.Err(); err != nil {
+		failed = append(failed, err)
+	}
+	return errors.Join(failed...)
+}
+
+// Release deletes every key where it still holds the token, one script per
+// master of each group, all groups in parallel. It returns nil once a
+// majority of every group deleted its keys, ErrNotHeld when a majority of
+// some group says a key is no longer ours, and otherwise the errors naming
+// the failed masters. Masters that miss it get it when they are back. After
+// Release, Until is zero whatever the outcome.
+func (m *MultiLock) Release(ctx context.Context) error {
+	c := m.c
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	m.mu.Lock()
+	keep := keyLife(m.keyTTL, c.s.DriftFactor) // counted from when a master that missed it answers again
+	m.setUntilLocked(time.Time{})
+	m.released = true
+	m.mu.Unlock()
+	errs := make([]error, len(m.parts))
+	eachPart(m.parts, func(i int, p *multiPart) {
+		r := p.g.fanout(ctx, request{op: opMultiRelease, key: p.keys[0], keys: p.keys, token: m.token, hash: p.hash,
+			timeout: c.s.NodeTimeout, keepMask: p.mayHold, keepFor: max(keep, 0)})
+		switch {
+		case r.yes >= p.g.quorum:
+		case r.no >= p.g.quorum:
+			errs[i] = fmt.Errorf("%w: %w", ErrNotHeld, p.g.quorumError(opMultiRelease, p.name(), r))
+		default:
+			errs[i] = p.g.quorumError(opMultiRelease, p.name(), r)
+			if err := ctx.Err(); err != nil {
+				errs[i] = errors.Join(errs[i], err)
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// String names the resources (for logs).
+func (m *MultiLock) String() string {
+	return "redlock.MultiLock{" + strings.Join(m.resources, ", ") + "}"
+}
+
+// DoAll acquires every resource (as LockAll does), runs fn, and releases
+// them whatever happens: on return, on error and on panic (which then
+// propagates). fn's context is cancelled, with cause ErrLockLost, when the
+// MultiLock's validity runs out or an extension finds a part gone.
+// WithAutoExtend extends all of them every ttl/3; WithTryOnce makes a
+// single attempt. DoAll returns fn's error, or, when fn succeeded but the
+// release found a part no longer held, that error. fn does not run when the
+// resources are not obtained.
+func (c *Client) DoAll(ctx context.Context, resources []string, ttl time.Duration, fn func(ctx context.Context) error, opts ...DoOption) (err error) {
+	if fn == nil {
+		return &InputError{Arg: "fn", Reason: "nil"}
+	}
+	var o doOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	m, err := c.lockAll(ctx, resources, ttl, o.try)
+	if err != nil {
+		return err
+	}
+	lctx, cancel := context.WithCancelCause(ctx)
+	stop := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		m.watch(lctx, ttl, o, stop, cancel)
+	}()
+	defer func() {
+		close(stop)
+		<-watched
+		cancel(nil)
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), c.s.ReleaseTimeout)
+		relErr := m.Release(rctx)
+		rcancel()
+		if err == nil && relErr != nil {
+			err = relErr
+		}
+	}()
+	return fn(lctx)
+}
+
+// watch cancels ctx with ErrLockLost when the validity runs out, and extends
+// every ttl/3 when asked (until maxHold, if set).
+func (m *MultiLock) watch(ctx context.Context, ttl time.Duration, o doOptions, stop <-chan struct{}, cancel context.CancelCauseFunc) {
+	left := func() time.Duration {
+		u := m.Until()
+		if u.IsZero() {
+			return 0
+		}
+		return max(time.Until(u), 0)
+	}
+	expiry := time.NewTimer(left())
+	defer expiry.Stop()
+	var tick <-chan time.Time
+	if o.autoExtend {
+		t := time.NewTicker(ttl / 3)
+		defer t.Stop()
+		tick = t.C
+	}
+	var holdEnd time.Time
+	if o.maxHold > 0 {
+		holdEnd = time.Now().Add(o.maxHold)
+	}
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-m.done:
+			cancel(ErrLockLost)
+			return
+		case <-m.changed:
+			expiry.Reset(left())
+		case <-expiry.C:
+			if d := left(); d > 0 {
+				expiry.Reset(d)
+				continue
+			}
+			m.lost()
+			cancel(ErrLockLost)
+			return
+		case <-tick:
+			if !holdEnd.IsZero() && time.Now().After(holdEnd) {
+				tick = nil // WithMaxHold: no more extensions; ctx ends at Until
+				continue
+			}
+			ectx, ecancel := context.WithTimeout(ctx, m.c.s.NodeTimeout*2)
+			err := m.Extend(ectx, ttl)
+			ecancel()
+			if errors.Is(err, ErrNotHeld) {
+				cancel(fmt.Errorf("%w: %w", ErrLockLost, err))
+				return
+			}
+			if d := left(); d > 0 {
+				expiry.Reset(d)
+			}
+		}
+	}
+}
