@@ -49,7 +49,9 @@ type reply struct {
 	err  error
 }
 
-func (c *call) answer(ok bool, err error) { c.out <- reply{idx: c.idx, ok: ok, err: err, done: true} }
+func (cl *call) answer(ok bool, err error) {
+	cl.out <- reply{idx: cl.idx, ok: ok, err: err, done: true}
+}
 
 // cmdArgs are a fan-out's command arguments, converted to interface values
 // once per operation rather than once per master.
