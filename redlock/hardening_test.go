@@ -135,7 +135,7 @@ func TestKeptReleaseOutlivesLongPause(t *testing.T) {
 
 // fillWriter blocks master nd's only writer (PoolSize 1) on a paused server
 // and fills its queue with real commands until it refuses one.
-func fillWriter(t *testing.T, c *Client, nd *node, key string) {
+func fillWriter(t *testing.T, _ *Client, nd *node, key string) {
 	t.Helper()
 	out := make(chan reply, writerQueueLen+maxBatch+32)
 	q := request{op: opExists, key: key, hash: 0, timeout: 20 * time.Second}
@@ -432,7 +432,7 @@ func TestKeptReleasesFullIsLoudAndDrains(t *testing.T) {
 }
 
 // barrierAll waits until every writer of nd has sent what was queued before.
-func barrierAll(t *testing.T, c *Client, nd *node) {
+func barrierAll(t *testing.T, _ *Client, nd *node) {
 	t.Helper()
 	out := make(chan reply, len(nd.writers))
 	calls := make([]call, len(nd.writers))

@@ -70,10 +70,6 @@ type serverInfo struct {
 	at     time.Time     // when it was read (monotonic)
 }
 
-// started estimates when the server process started, on the client's
-// monotonic clock (within a second).
-func (si *serverInfo) started() time.Time { return si.at.Add(-si.uptime) }
-
 // parseServerInfo reads run_id and uptime_in_seconds from an INFO reply
 // (nil without a run_id).
 func parseServerInfo(text string, at time.Time) *serverInfo {

@@ -50,7 +50,9 @@ type reply struct {
 	val  int64 // PTTL's milliseconds; a release's reached subscribers
 }
 
-func (c *call) answer(ok bool, err error) { c.out <- reply{idx: c.idx, ok: ok, err: err, done: true} }
+func (cl *call) answer(ok bool, err error) {
+	cl.out <- reply{idx: cl.idx, ok: ok, err: err, done: true}
+}
 
 func (c *call) answerVal(ok bool, val int64, err error) {
 	c.out <- reply{idx: c.idx, ok: ok, val: val, err: err, done: true}
