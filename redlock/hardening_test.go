@@ -29,7 +29,7 @@ func TestOneMasterHonoursContext(t *testing.T) {
 	if err := s.Pause(); err != nil {
 		t.Fatal(err)
 	}
-	defer s.Resume()
+	defer func() { _ = s.Resume() }()
 	bound := cfg.NodeTimeout / 2 // far above a 100 ms ctx, far below NodeTimeout
 	timed := func(what string, op func(ctx context.Context) error) error {
 		t.Helper()
@@ -49,9 +49,9 @@ func TestOneMasterHonoursContext(t *testing.T) {
 	if !errors.Is(err, ErrNotObtained) {
 		t.Fatalf("TryLock = %v; want ErrNotObtained", err)
 	}
-	timed("Extend", func(ctx context.Context) error { return held.Extend(ctx, 30*time.Second) })
-	timed("IsLocked", func(ctx context.Context) error { _, err := c.IsLocked(ctx, "one-held"); return err })
-	timed("Release", func(ctx context.Context) error { return held.Release(ctx) })
+	_ = timed("Extend", func(ctx context.Context) error { return held.Extend(ctx, 30*time.Second) })
+	_ = timed("IsLocked", func(ctx context.Context) error { _, err := c.IsLocked(ctx, "one-held"); return err })
+	_ = timed("Release", func(ctx context.Context) error { return held.Release(ctx) })
 	if err := s.Resume(); err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +333,7 @@ func TestOneServerOneVote(t *testing.T) {
 		if err := s[1].Pause(); err != nil {
 			t.Fatal(err)
 		}
-		defer s[1].Resume()
+		defer func() { _ = s[1].Resume() }()
 		deadline := time.Now().Add(20 * time.Second)
 		for i := 0; ; i++ {
 			l, err := c.TryLock(ctx, fmt.Sprint("one-vote-", i), 10*time.Second)
@@ -397,7 +397,7 @@ func TestKeptReleasesFullIsLoudAndDrains(t *testing.T) {
 	if err := s.Pause(); err != nil {
 		t.Fatal(err)
 	}
-	defer s.Resume()
+	defer func() { _ = s.Resume() }()
 	if _, err := c.TryLock(ctx, "kf-probe", time.Second); err != nil { // times out on the paused master: marked down
 		t.Fatal(err)
 	}

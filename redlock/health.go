@@ -63,7 +63,8 @@ func (n *node) reconnectLoop() {
 }
 
 // serverInfo is what a master said about itself (INFO server) on its
-// newest connection. It is nil when INFO is denied (an ACL without +info).
+// newest connection: which server process it is, and since when it runs
+// (at − uptime). It is nil when INFO is denied (an ACL without +info).
 type serverInfo struct {
 	runID  string        // run_id: random, new at every start of the server process
 	uptime time.Duration // uptime_in_seconds (one-second resolution) when read
