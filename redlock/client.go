@@ -149,7 +149,8 @@ func (c *Client) healthLoop() {
 
 // Close stops every background goroutine (writers, health checks,
 // reconnects) and closes every connection. Locks still held are not released:
-// they expire with their TTL. Operations after Close return ErrClosed.
+// they expire with their TTL, as do the keys of releases still queued or kept
+// for masters that missed them. Operations after Close return ErrClosed.
 // Close is idempotent.
 func (c *Client) Close() error {
 	c.bgMu.Lock()
