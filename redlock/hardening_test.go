@@ -173,7 +173,7 @@ func TestNeededReleaseNotDroppedWhenQueueFull(t *testing.T) {
 	}
 	barrier(t, c, "qfull")
 	s := f[0][0]
-	pauseCommands(t, s, 2*time.Second)
+	pauseCommands(t, s, 3*time.Second)
 	fillWriter(t, c, c.groups[0].nodes[0], "filler")
 	if err := l.Release(ctx); err != nil { // a quorum (masters 1 and 2) deletes it
 		t.Fatalf("Release: %v", err)

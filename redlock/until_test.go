@@ -119,15 +119,16 @@ func TestExtendUnknownOutcomeCapsUntil(t *testing.T) {
 	t.Run("ctx ends while the masters hold the commands", func(t *testing.T) {
 		f := fleet(t, 1, 3)
 		cfg := clusterConfig(f)
+		cfg.NodeTimeout = 10 * time.Second // the held commands are answered, not cut off
 		c := newClient(t, cfg)
-		other := newClient(t, cfg)
+		other := newClient(t, clusterConfig(f))
 		l, err := c.Lock(context.Background(), "ext-pause", long)
 		if err != nil {
 			t.Fatal(err)
 		}
 		barrier(t, c, "ext-pause")
 		for _, s := range f[0] {
-			pauseCommands(t, s, 500*time.Millisecond)
+			pauseCommands(t, s, 2*time.Second)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		before := time.Now()
@@ -152,8 +153,7 @@ func TestExtendUnknownOutcomeCapsUntil(t *testing.T) {
 
 	t.Run("every master misses NodeTimeout", func(t *testing.T) {
 		f := fleet(t, 1, 3)
-		cfg := faultConfig(f)
-		cfg.NodeTimeout = 200 * time.Millisecond
+		cfg := faultConfig(f) // NodeTimeout 300 ms
 		c := newClient(t, cfg)
 		other := newClient(t, clusterConfig(f))
 		l, err := c.Lock(context.Background(), "ext-stop", long)
@@ -233,8 +233,8 @@ func TestDoFollowsShortenedValidity(t *testing.T) {
 	t.Run("shorter", func(t *testing.T) {
 		err := c.Do(ctx, "do-short", 30*time.Second, func(ctx context.Context) error {
 			l := LockFromContext(ctx)
-			if err := l.Extend(ctx, 300*time.Millisecond); err != nil {
-				return fmt.Errorf("Extend(300ms) inside Do: %w", err)
+			if err := l.Extend(ctx, time.Second); err != nil {
+				return fmt.Errorf("Extend(1s) inside Do: %w", err)
 			}
 			until := l.Until()
 			select {
@@ -258,7 +258,7 @@ func TestDoFollowsShortenedValidity(t *testing.T) {
 	})
 
 	t.Run("longer", func(t *testing.T) {
-		err := c.Do(ctx, "do-long", 300*time.Millisecond, func(ctx context.Context) error {
+		err := c.Do(ctx, "do-long", time.Second, func(ctx context.Context) error {
 			l := LockFromContext(ctx)
 			if err := l.Extend(ctx, 30*time.Second); err != nil {
 				return fmt.Errorf("Extend(30s) inside Do: %w", err)
@@ -266,7 +266,7 @@ func TestDoFollowsShortenedValidity(t *testing.T) {
 			select {
 			case <-ctx.Done():
 				return fmt.Errorf("fn's ctx ended (%w) although the lock was extended to 30s", context.Cause(ctx))
-			case <-time.After(time.Second):
+			case <-time.After(2 * time.Second):
 			}
 			return nil
 		})
@@ -276,7 +276,7 @@ func TestDoFollowsShortenedValidity(t *testing.T) {
 	})
 }
 
-// TestConcurrentExtendsDifferentTTLs (item 3): Extend(30s) and Extend(1s) at
+// TestConcurrentExtendsDifferentTTLs (item 3): Extend(30s) and Extend(2s) at
 // once, as an auto-extender and a hand Extend would. Whatever order the
 // masters apply them in, Until must not be later than the time a majority of
 // masters lets the key expire.
@@ -294,7 +294,7 @@ func TestConcurrentExtendsDifferentTTLs(t *testing.T) {
 		}
 		var wg sync.WaitGroup
 		errs := make([]error, 2)
-		for j, ttl := range []time.Duration{30 * time.Second, time.Second} {
+		for j, ttl := range []time.Duration{30 * time.Second, 2 * time.Second} {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -316,10 +316,10 @@ func TestConcurrentExtendsDifferentTTLs(t *testing.T) {
 		}
 		_ = l.Release(ctx)
 	}
-	t.Logf("%d of %d rounds ended with the 1s extension applied last", shortWon, rounds)
+	t.Logf("%d of %d rounds ended with the 2s extension applied last", shortWon, rounds)
 }
 
-// TestExtendCancelledAtAnyPointKeepsUntilSafe cancels Extend(1s) of a 30 s
+// TestExtendCancelledAtAnyPointKeepsUntilSafe cancels Extend(2s) of a 30 s
 // lock at spread-out points (before sending, while queued, in flight, after
 // some answers): whatever reached the masters, Until is never later than
 // the time a majority of them lets the key expire.
@@ -339,7 +339,7 @@ func TestExtendCancelledAtAnyPointKeepsUntilSafe(t *testing.T) {
 			time.Sleep(time.Duration(i%8) * 100 * time.Microsecond)
 			cancel()
 		}()
-		err = l.Extend(ctx, time.Second)
+		err = l.Extend(ctx, 2*time.Second)
 		cancel()
 		switch {
 		case err == nil:
