@@ -61,7 +61,10 @@ func barrier(t *testing.T, c *Client, resource string) {
 	}
 	for range g.nodes {
 		select {
-		case <-out:
+		case rp := <-out:
+			if errors.Is(rp.err, errQueueFull) {
+				t.Fatal("barrier: a writer queue is full: nothing is ordered")
+			}
 		case <-time.After(40 * time.Second):
 			t.Fatal("barrier: a master did not answer within 40s")
 		}
