@@ -95,10 +95,11 @@ func parseServerInfo(text string, at time.Time) *serverInfo {
 	return si
 }
 
-// readServerInfo sends INFO server on pc. A denial (ACL without +info) is
-// not an error: the server is then unknown (nil).
-func (n *node) readServerInfo(ctx context.Context, pc *pconn) (*serverInfo, error) {
-	cmd := pc.conn.Info(ctx, "server")
+// readServerInfo reads the INFO server reply that pc got with its first
+// PING. A denial (ACL without +info) is not an error: the server is then
+// unknown (nil).
+func (n *node) readServerInfo(pc *pconn) (*serverInfo, error) {
+	cmd := pc.info
 	if err := cmd.Err(); err != nil {
 		if !isServerError(err) {
 			return nil, err
@@ -119,7 +120,7 @@ func (n *node) readServerInfo(ctx context.Context, pc *pconn) (*serverInfo, erro
 // server for n (Client.claimServer). A connection to a server that another
 // master of the fleet (up) already reaches is refused: one server, one vote.
 func (n *node) serverCheck(ctx context.Context, pc *pconn) error {
-	si, err := n.readServerInfo(ctx, pc)
+	si, err := n.readServerInfo(pc)
 	if err != nil {
 		return err
 	}

@@ -110,8 +110,17 @@ func (p *connPool) construct(ctx context.Context) (*pconn, error) {
 	pc := &pconn{rc: rc, conn: rc.Conn(), raw: raw}
 	pc.pipe = pc.conn.Pipeline()
 	// The first command makes go-redis "dial" (take nc), authenticate,
-	// select the database; then it PINGs.
-	if err := pc.conn.Ping(ctx).Err(); err != nil {
+	// select the database; then it PINGs — with INFO server in the same
+	// round trip (for onConnect): a new connection costs no extra wait.
+	pipe := pc.conn.Pipeline()
+	ping := pipe.Ping(ctx)
+	pc.info = pipe.Info(ctx, "server")
+	_, execErr := pipe.Exec(ctx)
+	err = ping.Err()
+	if err == nil && pc.info.Err() == nil {
+		err = execErr // the connection's set-up (AUTH, SELECT) failed: no command ran
+	}
+	if err != nil {
 		pc.close()
 		if !taken.Swap(true) { // go-redis never took it
 			_ = nc.Close()
@@ -124,6 +133,7 @@ func (p *connPool) construct(ctx context.Context) (*pconn, error) {
 			return nil, err
 		}
 	}
+	pc.info = nil // read: not kept for the connection's life
 	return pc, nil
 }
 
@@ -133,6 +143,10 @@ type pconn struct {
 	conn *redis.Conn   // the sticky connection commands are sent on
 	pipe redis.Pipeliner
 	raw  syscall.Conn // the TCP socket under conn, for the liveness peek
+	// info is the server's answer to INFO server, sent with the
+	// connection's first PING (an error when INFO is denied); nil once
+	// onConnect has read it.
+	info *redis.StringCmd
 }
 
 func (pc *pconn) close() {
