@@ -75,8 +75,8 @@ func reapLeftovers(ctx context.Context, api client.APIClient) ([]string, error) 
 		if !leftOver(c.Labels[LabelOwner], time.Unix(c.Created, 0), now) {
 			continue
 		}
-		if _, err := api.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
-			errs = append(errs, fmt.Errorf("redlocktest: remove leftover container %.12s: %w", c.ID, err))
+		if _, rerr := api.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); rerr != nil {
+			errs = append(errs, fmt.Errorf("redlocktest: remove leftover container %.12s: %w", c.ID, rerr))
 			continue
 		}
 		removed = append(removed, "container "+strings.TrimPrefix(firstOr(c.Names, c.ID), "/"))
@@ -89,8 +89,8 @@ func reapLeftovers(ctx context.Context, api client.APIClient) ([]string, error) 
 		if !leftOver(n.Labels[LabelOwner], n.Created, now) {
 			continue
 		}
-		if _, err := api.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{}); err != nil {
-			errs = append(errs, fmt.Errorf("redlocktest: remove leftover network %s: %w", n.Name, err))
+		if _, rerr := api.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{}); rerr != nil {
+			errs = append(errs, fmt.Errorf("redlocktest: remove leftover network %s: %w", n.Name, rerr))
 			continue
 		}
 		removed = append(removed, "network "+n.Name)
