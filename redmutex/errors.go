@@ -70,24 +70,15 @@ type busyError struct {
 func (e *busyError) Error() string   { return fmt.Sprintf("redmutex: key %q: already locked", e.key) }
 func (e *busyError) Unwrap() []error { return []error{ErrAlreadyLocked, e.err} }
 
-// busy reports whether a failed acquisition failed because a majority of
-// the group answered that the key exists (rather than because masters
-// failed to answer or the caller's context ended).
+// busy reports whether a failed acquisition failed because the key is held
+// (redlock's QuorumError.Busy: masters answering "no" decided it) rather
+// than because masters failed to answer or the caller's context ended.
 func busy(err error) bool {
-	if !errors.Is(err, redlock.ErrNotObtained) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return false
-	}
 	var qe *redlock.QuorumError
-	if !errors.As(err, &qe) {
+	if !errors.As(err, &qe) || !qe.Busy() {
 		return false
 	}
-	no := 0
-	for _, v := range qe.Votes {
-		if v.Answered && !v.OK && v.Err == nil {
-			no++
-		}
-	}
-	return no >= qe.Quorum
+	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 
 // acquireError maps a failed TryLock of key.

@@ -120,7 +120,7 @@ func runStatus(ctx context.Context, o statusOpts, stdout, stderr io.Writer, gete
 		m := masterStatus{Group: p.Group, Addr: p.Addr, Up: p.Err == nil, PingUs: float64(p.Latency.Nanoseconds()) / 1e3}
 		if p.Err != nil {
 			m.Error = oneLine(p.Err.Error())
-			var ne *redlock.NodeError
+			var ne *redlock.MasterError
 			if errors.As(p.Err, &ne) {
 				m.Error = oneLine(ne.Err.Error())
 			}
