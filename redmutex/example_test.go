@@ -82,7 +82,7 @@ func ExampleSynchronize() {
 	_ = m.Release(ctx, lock)
 	// Output:
 	// completed <nil>
-	// redmutex: key "red_mutex_lock": already locked
+	// redmutex: lock "red_mutex_lock": already locked
 	// true
 }
 
