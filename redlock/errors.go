@@ -180,7 +180,7 @@ func (e *QuorumError) Error() string {
 	b.WriteString(")")
 	if e.cause != nil {
 		b.WriteString("; ")
-		b.WriteString(e.cause.Error())
+		b.WriteString(causeText(e.cause))
 	}
 	return b.String()
 }
@@ -230,6 +230,12 @@ func (e *QuorumError) writeVotes(b *strings.Builder) {
 	}
 }
 
+// causeText is the message of the error that ended an operation, without
+// a second "redlock: " prefix (ErrClosed reads "client closed").
+func causeText(err error) string {
+	return oneLine(strings.TrimPrefix(err.Error(), "redlock: "))
+}
+
 // masters is "1 master" or "n masters".
 func masters(n int) string {
 	if n == 1 {
@@ -263,7 +269,7 @@ func (e *opError) Error() string {
 	}
 	if e.cause != nil {
 		b.WriteString(": ")
-		b.WriteString(e.cause.Error())
+		b.WriteString(causeText(e.cause))
 	}
 	return b.String()
 }

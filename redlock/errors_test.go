@@ -93,6 +93,21 @@ func TestErrorMessages(t *testing.T) {
 			return err
 		}, want{msg: `redlock: lock "report": not obtained: busy (0 of 1 master said yes, 1 said no, 1 needed); context deadline exceeded`,
 			is: []error{ErrNotObtained, context.DeadlineExceeded}, quorumError: true, busy: true}},
+		{"Lock of a busy resource interrupted by Close", func(*testing.T) error {
+			waiting := make(chan struct{}, 1)
+			c, err := New(Config{Servers: []string{srv.Addr()}, NodeTimeout: 2 * time.Second, Logger: quietLogger,
+				RetryStrategy: RetryFunc(func(int) (time.Duration, bool) {
+					waiting <- struct{}{}
+					return time.Hour, true
+				})})
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() { <-waiting; _ = c.Close() }()
+			_, err = c.Lock(ctx, "report", time.Minute)
+			return err
+		}, want{msg: `redlock: lock "report": not obtained: busy (0 of 1 master said yes, 1 said no, 1 needed); client closed`,
+			is: []error{ErrNotObtained, ErrClosed}, quorumError: true, busy: true}},
 		{"TryLock with a canceled context", func(*testing.T) error {
 			_, err := other.TryLock(canceled, "report", time.Minute)
 			return err
@@ -168,7 +183,7 @@ func TestErrorMessages(t *testing.T) {
 					t.Errorf("errors.Is(err, %v) = false", target)
 				}
 			}
-			for _, target := range []error{ErrNotObtained, ErrNotHeld, context.Canceled, context.DeadlineExceeded} {
+			for _, target := range []error{ErrNotObtained, ErrNotHeld, ErrClosed, context.Canceled, context.DeadlineExceeded} {
 				expected := false
 				for _, w := range tc.want.is {
 					expected = expected || w == target
