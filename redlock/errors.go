@@ -91,8 +91,12 @@ func (v Vote) String() string {
 type QuorumError struct {
 	Op       string // "lock", "release", "extend" or "islocked"
 	Resource string
-	Quorum   int    // votes needed
-	Votes    []Vote // one per master of the group, in Config order; masters that had not answered yet carry a timeout error
+	Quorum   int // votes needed
+	// Votes has one vote per master of the group, in Config order. A master
+	// cut off by NodeTimeout or by the caller's context carries that error;
+	// one not awaited (the outcome was decided first) has Answered false
+	// and no error.
+	Votes []Vote
 
 	// ValidityRanOut is set when a quorum said yes but the operation took
 	// so long that no validity was left (ttl − elapsed − drift ≤ 0): the
