@@ -240,6 +240,13 @@ func causeText(err error) string {
 	return oneLine(strings.TrimPrefix(err.Error(), "redlock: "))
 }
 
+// lostError is the cause of Do's context when an extension found the lock
+// no longer held: ErrLockLost and the extension's error, said in one line.
+type lostError struct{ err error }
+
+func (e *lostError) Error() string   { return "redlock: lock lost: " + causeText(e.err) }
+func (e *lostError) Unwrap() []error { return []error{ErrLockLost, e.err} }
+
 // masters is "1 master" or "n masters".
 func masters(n int) string {
 	if n == 1 {

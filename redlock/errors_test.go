@@ -260,3 +260,30 @@ func TestQuorumErrorClassification(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorLockLost: the cause of Do's context when an extension finds the
+// lock gone is one line, and matches ErrLockLost and ErrNotHeld.
+func TestErrorLockLost(t *testing.T) {
+	srv := redisproc.StartT(t, 1, redisproc.Options{})[0]
+	c := newClient(t, Config{Servers: []string{srv.Addr()}, NodeTimeout: 2 * time.Second})
+	// The first extension (after ttl/3 = 1s) finds the key gone, long
+	// before the validity (≈ 3s) would run out.
+	err := c.DoWith(context.Background(), "lost", 3*time.Second, func(ctx context.Context) error {
+		if _, err := srv.Do(context.Background(), "DEL", "lost"); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(30 * time.Second):
+			t.Fatal("fn's context outlived the lock")
+		}
+		return context.Cause(ctx)
+	}, WithAutoExtend())
+	want := `redlock: lock lost: extend "lost": not held: an extension found it gone`
+	if err == nil || !errors.Is(err, ErrLockLost) || !errors.Is(err, ErrNotHeld) {
+		t.Fatalf("cause %v: want ErrLockLost and ErrNotHeld", err)
+	}
+	if err.Error() != want {
+		t.Errorf("cause\n got %s\nwant %s", err, want)
+	}
+}

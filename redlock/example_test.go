@@ -328,9 +328,7 @@ func ExampleConfig() {
 // Await waits for a busy resource without polling: it is woken by the
 // holder's release.
 func ExampleClient_Await() {
-	masters, addrs := startMasters(3)
-	defer redisproc.StopAll(masters)
-	client, err := redlock.New(redlock.Config{Servers: addrs})
+	client, err := redlock.New(redlock.Config{Servers: servers})
 	if err != nil {
 		panic(err)
 	}
@@ -361,9 +359,7 @@ func ExampleClient_Await() {
 // LockAll takes several resources, all or nothing, whatever their order
 // and whichever groups they are routed to.
 func ExampleClient_LockAll() {
-	masters, addrs := startMasters(6)
-	defer redisproc.StopAll(masters)
-	client, err := redlock.New(redlock.Config{Cluster: [][]string{addrs[:3], addrs[3:]}})
+	client, err := redlock.New(redlock.Config{Cluster: cluster})
 	if err != nil {
 		panic(err)
 	}
@@ -393,9 +389,7 @@ func ExampleClient_LockAll() {
 
 // Done tells a holder that its lock is lost, like etcd's Session.Done.
 func ExampleLock_Done() {
-	masters, addrs := startMasters(3)
-	defer redisproc.StopAll(masters)
-	client, err := redlock.New(redlock.Config{Servers: addrs})
+	client, err := redlock.New(redlock.Config{Servers: servers})
 	if err != nil {
 		panic(err)
 	}
@@ -419,9 +413,7 @@ func ExampleLock_Done() {
 // WithMaxHold extends the lock automatically, but never for longer than
 // the limit: a stuck section cannot hold the resource forever.
 func ExampleWithMaxHold() {
-	masters, addrs := startMasters(3)
-	defer redisproc.StopAll(masters)
-	client, err := redlock.New(redlock.Config{Servers: addrs})
+	client, err := redlock.New(redlock.Config{Servers: servers})
 	if err != nil {
 		panic(err)
 	}

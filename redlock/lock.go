@@ -404,7 +404,7 @@ func (c *Client) DoWith(ctx context.Context, resource string, ttl time.Duration,
 	// Until that follows every change of it — no goroutine per section.
 	l.notifyLost(func(extendFoundGone bool) {
 		if extendFoundGone {
-			cancel(fmt.Errorf("%w: %w: %q: an extension found it gone", ErrLockLost, ErrNotHeld, l.resource))
+			cancel(&lostError{err: &opError{op: opExtend.String(), resource: l.resource, sentinel: ErrNotHeld, why: "an extension found it gone"}})
 			return
 		}
 		cancel(ErrLockLost)
