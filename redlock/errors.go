@@ -307,7 +307,7 @@ func withCause(err, cause error) error {
 		cp.cause = cause
 		return &cp
 	}
-	return errors.Join(err, cause)
+	return fmt.Errorf("%w; %w", err, cause)
 }
 
 // oneLine folds a multi-line message into one line.

@@ -40,6 +40,8 @@ func TestErrorMessages(t *testing.T) {
 		{"Acquire with the server down", func() error { _, err := gone.Acquire(ctx); return err },
 			`^redmutex: acquire "job": not obtained: no quorum \(0 of 1 master said yes, 1 needed; failed: ` + regexp.QuoteMeta(down.Addr()) + `: .+\)$`,
 			[]error{redlock.ErrNotObtained}},
+		{"Exists with the server down", func() error { _, err := gone.Exists(ctx); return err },
+			`^redmutex: exists "job": no quorum \(0 of 1 master said yes, 1 needed; failed: ` + regexp.QuoteMeta(down.Addr()) + `: .+\)$`, nil},
 		{"WithLock timeout on a held key", func() error {
 			return lk.WithLock(ctx, "job", func(context.Context) error { return nil }, WithTimeout(200*time.Millisecond))
 		}, `redmutex: lock "job" not obtained within 200ms: timeout`, []error{ErrTimeout, redlock.ErrNotObtained}},
