@@ -505,7 +505,17 @@ type PingResult struct {
 }
 
 // Ping sends PING to every master in parallel (up or down, bypassing the
-// down state) and reports each one's round trip (dialing excluded).
+// down state) and reports each one's round trip (dialing excluded). A
+// master that fails has a *MasterError; IsPermanent(Err) tells a
+// misconfiguration (wrong password, DB index out of range, TLS refused)
+// from an outage. To fail fast at start, set Config.StrictStart, or check
+// the Ping of a new client:
+//
+//	for _, p := range client.Ping(ctx) {
+//		if redlock.IsPermanent(p.Err) {
+//			return fmt.Errorf("fix the configuration: %w", p.Err)
+//		}
+//	}
 func (c *Client) Ping(ctx context.Context) []PingResult {
 	out := make([]PingResult, len(c.nodes))
 	var wg sync.WaitGroup

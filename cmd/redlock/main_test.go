@@ -644,3 +644,31 @@ func TestRunValidityRanOut(t *testing.T) {
 		t.Errorf("run -h: -retry-interval default is not the library's %v:\n%s", redlock.DefaultRetryInterval, stdout)
 	}
 }
+
+// TestStatusMisconfigured: a master that refuses the configuration is shown
+// as misconfigured (redlock.IsPermanent), not merely down.
+func TestStatusMisconfigured(t *testing.T) {
+	servers := redisproc.StartT(t, 3, redisproc.Options{})
+	list := servers[0].Addr() + "," + servers[1].Addr() + ",redis://" + servers[2].Addr() + "/99"
+	code, stdout, stderr := call(t, nil, "status", "-servers", list)
+	if code != exitError {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var row string
+	for _, line := range strings.Split(stdout, "\n") {
+		if strings.Contains(line, servers[2].Addr()) && strings.Contains(line, "/99") {
+			row = line
+		}
+	}
+	if !strings.Contains(row, "MISCONFIGURED") || !strings.Contains(row, "DB index is out of range") {
+		t.Fatalf("the misconfigured master's row: %q\n%s", row, stdout)
+	}
+	_, stdout, _ = call(t, nil, "status", "-json", "-servers", list)
+	var rep statusReport
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Masters[2].Permanent || rep.Masters[0].Permanent || rep.Masters[2].PingMs != nil {
+		t.Fatalf("permanent flags / ping: %+v", rep.Masters)
+	}
+}
