@@ -171,10 +171,10 @@ func (e *QuorumError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "redlock: %s %q: ", e.Op, e.Resource)
 	switch {
-	case e.sentinel == ErrNotObtained:
+	case errors.Is(e.sentinel, ErrNotObtained):
 		b.WriteString("not obtained: ")
 		b.WriteString(e.reason())
-	case e.sentinel == ErrNotHeld:
+	case errors.Is(e.sentinel, ErrNotHeld):
 		b.WriteString("not held")
 	default:
 		b.WriteString(e.reason())
@@ -198,7 +198,7 @@ func (e *QuorumError) reason() string {
 		return "validity ran out"
 	case e.Unavailable():
 		return "no quorum"
-	case e.Busy() && e.sentinel == ErrNotObtained:
+	case e.Busy() && errors.Is(e.sentinel, ErrNotObtained):
 		return "busy"
 	}
 	return "failed"
@@ -269,7 +269,7 @@ type opError struct {
 func (e *opError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "redlock: %s %q: ", e.op, e.resource)
-	if e.sentinel == ErrNotHeld {
+	if errors.Is(e.sentinel, ErrNotHeld) {
 		b.WriteString("not held")
 	} else {
 		b.WriteString("not obtained")
@@ -351,7 +351,7 @@ func (e *MasterError) Unwrap() error { return e.Err }
 // For a *QuorumError (the error of an operation) it is false: ask each
 // Vote.Err.
 func IsPermanent(err error) bool {
-	switch e := err.(type) {
+	switch e := err.(type) { //nolint:errorlint // one node of the tree: classifyPermanent walks the rest
 	case nil, *QuorumError:
 		return false
 	case *MasterError:
@@ -375,7 +375,7 @@ func classifyPermanent(err error) bool {
 	if permanentOne(err) {
 		return true
 	}
-	switch u := err.(type) {
+	switch u := err.(type) { //nolint:errorlint // walks the tree one node at a time
 	case interface{ Unwrap() error }:
 		return IsPermanent(u.Unwrap())
 	case interface{ Unwrap() []error }:
@@ -394,7 +394,7 @@ var permanentPrefixes = []string{"WRONGPASS", "NOAUTH", "NOPERM", "ERR DB index"
 
 // permanentOne classifies err itself, not what it wraps.
 func permanentOne(err error) bool {
-	switch e := err.(type) {
+	switch e := err.(type) { //nolint:errorlint // this node only: classifyPermanent walks the tree
 	case redis.Error:
 		msg := e.Error()
 		for _, p := range permanentPrefixes {

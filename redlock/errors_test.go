@@ -186,7 +186,7 @@ func TestErrorMessages(t *testing.T) {
 			for _, target := range []error{ErrNotObtained, ErrNotHeld, ErrClosed, context.Canceled, context.DeadlineExceeded} {
 				expected := false
 				for _, w := range tc.want.is {
-					expected = expected || w == target
+					expected = expected || errors.Is(w, target)
 				}
 				if !expected && errors.Is(err, target) {
 					t.Errorf("errors.Is(err, %v) = true, want false", target)

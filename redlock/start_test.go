@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -222,8 +223,11 @@ func setCalls(t *testing.T, s *redisproc.Server) int64 {
 	}
 	for _, line := range strings.Split(info, "\n") {
 		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_set:calls="); ok {
-			var n int64
-			fmt.Sscanf(rest, "%d", &n)
+			calls, _, _ := strings.Cut(rest, ",")
+			n, err := strconv.ParseInt(calls, 10, 64)
+			if err != nil {
+				t.Fatalf("INFO commandstats: %q: %v", line, err)
+			}
 			return n
 		}
 	}

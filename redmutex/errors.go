@@ -120,7 +120,7 @@ type keyError struct {
 
 func (e *keyError) Error() string {
 	s := fmt.Sprintf("redmutex: %s %q: ", e.op, e.key)
-	if e.also == ErrUnlockFailed {
+	if errors.Is(e.also, ErrUnlockFailed) {
 		s += "unlock failed: "
 	}
 	return s + detail(e.key, e.err)
