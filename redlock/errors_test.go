@@ -3,15 +3,11 @@ package redlock
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
-
-	toxiproxy "github.com/Shopify/toxiproxy/v2"
-	"github.com/rs/zerolog"
 
 	"github.com/quorumlock/quorumlock/internal/redisproc"
 )
@@ -28,23 +24,18 @@ func deadAddr(t *testing.T) string {
 	return addr
 }
 
-// slowProxies puts every server behind an in-process toxiproxy that delays
-// each reply by latency, and returns the proxies' addresses.
+// slowProxies puts every server behind a loopback proxy that holds each
+// chunk of replies for latency, and returns the proxies' addresses.
 func slowProxies(t *testing.T, servers []*redisproc.Server, latency time.Duration) []string {
 	t.Helper()
-	tox := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
 	var addrs []string
-	for i, s := range servers {
-		p := toxiproxy.NewProxy(tox, fmt.Sprint("slow", i), "127.0.0.1:0", s.Addr())
+	for _, s := range servers {
+		p := &tcpProxy{upstream: s.Addr(), addr: "127.0.0.1:0", delay: latency}
 		if err := p.Start(); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(p.Stop)
-		toxic := fmt.Sprintf(`{"name":"slow","type":"latency","stream":"downstream","attributes":{"latency":%d}}`, latency.Milliseconds())
-		if _, err := p.Toxics.AddToxicJson(strings.NewReader(toxic)); err != nil {
-			t.Fatal(err)
-		}
-		addrs = append(addrs, p.Listen)
+		addrs = append(addrs, p.Addr())
 	}
 	return addrs
 }
