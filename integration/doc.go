@@ -1,5 +1,6 @@
 // Package integration holds the suites that exercise the rules of the
-// Redlock algorithm (DESIGN.md) under real faults, on containerized Redis
+// Redlock algorithm (see the redlock package documentation and the README,
+// "How it works") under real faults, on containerized Redis
 // masters (redlocktest container fleets), plus a safety checker
 // (subpackage safety) that runs many holders in several OS processes while
 // a minority of every quorum group is killed, paused, partitioned and

@@ -190,7 +190,7 @@ func within(t *testing.T, d time.Duration, what string, fn func()) time.Duration
 }
 
 // stat returns the MasterStats entry of addr.
-func stat(t *testing.T, c *redlock.Client, addr string) redlock.NodeStat {
+func stat(t *testing.T, c *redlock.Client, addr string) redlock.MasterStat {
 	t.Helper()
 	for _, s := range c.MasterStats() {
 		if s.Addr == addr {
@@ -198,7 +198,7 @@ func stat(t *testing.T, c *redlock.Client, addr string) redlock.NodeStat {
 		}
 	}
 	t.Fatalf("no MasterStats entry for %s", addr)
-	return redlock.NodeStat{}
+	return redlock.MasterStat{}
 }
 
 // masters returns the masters of group g.

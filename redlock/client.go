@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,11 +63,13 @@ func New(cfg Config) (*Client, error) {
 
 	// First connection to every master, in parallel, bounded by DialTimeout.
 	var wg sync.WaitGroup
-	for _, nd := range c.nodes {
+	errs := make([]error, len(c.nodes))
+	for i, nd := range c.nodes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := nd.connect(); err != nil {
+				errs[i] = nd.masterErr(err)
 				nd.fail(err)
 			}
 		}()
@@ -80,6 +83,12 @@ func New(cfg Config) (*Client, error) {
 			continue
 		}
 		if err := c.claimServer(nd, false); err != nil {
+			_ = c.Close()
+			return nil, err
+		}
+	}
+	if s.StrictStart {
+		if err := c.strictStart(errs); err != nil {
 			_ = c.Close()
 			return nil, err
 		}
@@ -125,6 +134,69 @@ func (c *Client) claimServer(n *node, markUp bool) error {
 	}
 	return nil
 }
+
+// strictStart fails when a master's first connection failed permanently or
+// a group has no quorum of masters reachable. errs is in c.nodes order.
+func (c *Client) strictStart(errs []error) error {
+	var failed []error
+	var why string
+	i := 0
+	for _, g := range c.groups {
+		up := 0
+		for range g.nodes {
+			if errs[i] == nil {
+				up++
+			} else {
+				failed = append(failed, errs[i])
+				if why == "" && IsPermanent(errs[i]) {
+					why = "a master is misconfigured"
+				}
+			}
+			i++
+		}
+		if up < g.quorum && why == "" {
+			why = fmt.Sprintf("group %d has %d of %d masters reachable, %d needed", g.index, up, len(g.nodes), g.quorum)
+		}
+	}
+	if why == "" {
+		return nil
+	}
+	return &StartError{Reason: why, Masters: failed}
+}
+
+// StartError is the error of New with Config.StrictStart when the fleet is
+// not usable at start: it names every master whose first connection failed.
+// IsPermanent(err) reports whether one of them is misconfigured.
+type StartError struct {
+	Reason  string  // e.g. "a master is misconfigured" or "group 0 has 1 of 3 masters reachable, 2 needed"
+	Masters []error // one *MasterError per master that failed, in Config order
+}
+
+func (e *StartError) Error() string {
+	var b strings.Builder
+	b.WriteString("redlock: start: ")
+	b.WriteString(e.Reason)
+	for i, err := range e.Masters {
+		if i == 0 {
+			b.WriteString(": ")
+		} else {
+			b.WriteString(", ")
+		}
+		var me *MasterError
+		if errors.As(err, &me) {
+			b.WriteString(me.Addr + ": " + oneLine(me.Err.Error()))
+			if me.permanent {
+				b.WriteString(" (permanent)")
+			}
+		} else {
+			b.WriteString(oneLine(err.Error()))
+		}
+	}
+	return b.String()
+}
+
+// Unwrap returns the masters' errors (errors.As finds each *MasterError).
+func (e *StartError) Unwrap() []error { return e.Masters }
 
 func (c *Client) healthLoop() {
 	defer c.wg.Done()
@@ -257,7 +329,7 @@ func (c *Client) precheck(ctx context.Context, resource string, ttl time.Duratio
 		return ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
-		return errors.Join(ErrNotObtained, err)
+		return &opError{op: opAcquire.String(), resource: resource, sentinel: ErrNotObtained, cause: err}
 	}
 	return nil
 }
@@ -316,9 +388,9 @@ func (c *Client) Lock(ctx context.Context, resource string, ttl time.Duration) (
 		case <-wake:
 		case <-timer.C:
 		case <-ctx.Done():
-			return nil, errors.Join(err, ctx.Err())
+			return nil, withCause(err, ctx.Err())
 		case <-c.closing:
-			return nil, errors.Join(err, ErrClosed)
+			return nil, withCause(err, ErrClosed)
 		}
 	}
 }
@@ -339,13 +411,12 @@ func (c *Client) attempt(ctx context.Context, resource string, ttl time.Duration
 	g.releaseDetached(request{op: opRelease, key: key, token: token, hash: h, timeout: c.s.ReleaseTimeout,
 		keepMask: r.mayHold(), keepFor: keyLife(ttl, c.s.DriftFactor)})
 	qe := g.quorumError(opAcquire, resource, r)
+	qe.sentinel = ErrNotObtained
 	if r.yes >= g.quorum {
-		return nil, errors.Join(ErrNotObtained, qe, fmt.Errorf("redlock: lock %q: quorum reached but its validity ran out (the attempt took %v)", resource, time.Since(start)))
+		qe.ValidityRanOut, qe.Took = true, time.Since(start)
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, errors.Join(ErrNotObtained, qe, err)
-	}
-	return nil, errors.Join(ErrNotObtained, qe)
+	qe.cause = ctx.Err()
+	return nil, qe
 }
 
 // lastAttempt vets the error of the last failed attempt of a TryLock or
@@ -363,7 +434,9 @@ func (c *Client) lastAttempt(ctx context.Context, resource string, err error) er
 	for _, sl := range r.slots {
 		var wt wrongTypeError
 		if errors.As(sl.reply.err, &wt) {
-			return g.quorumError(opAcquire, resource, r)
+			qe := g.quorumError(opAcquire, resource, r)
+			qe.why = "a key of another type is at its name"
+			return qe
 		}
 	}
 	return err
@@ -388,16 +461,14 @@ func (c *Client) IsLocked(ctx context.Context, resource string) (bool, error) {
 		return false, nil
 	}
 	qe := g.quorumError(opExists, resource, r)
-	if err := ctx.Err(); err != nil {
-		return false, errors.Join(qe, err)
-	}
+	qe.cause = ctx.Err()
 	return false, qe
 }
 
 // MasterStats returns a snapshot of every master: health, counters and
 // connection-pool statistics, in Config order.
-func (c *Client) MasterStats() []NodeStat {
-	out := make([]NodeStat, 0, len(c.nodes))
+func (c *Client) MasterStats() []MasterStat {
+	out := make([]MasterStat, 0, len(c.nodes))
 	for _, g := range c.groups {
 		for _, nd := range g.nodes {
 			out = append(out, nd.stat(g.index))
@@ -435,7 +506,17 @@ type PingResult struct {
 }
 
 // Ping sends PING to every master in parallel (up or down, bypassing the
-// down state) and reports each one's round trip (dialing excluded).
+// down state) and reports each one's round trip (dialing excluded). A
+// master that fails has a *MasterError; IsPermanent(Err) tells a
+// misconfiguration (wrong password, DB index out of range, TLS refused)
+// from an outage. To fail fast at start, set Config.StrictStart, or check
+// the Ping of a new client:
+//
+//	for _, p := range client.Ping(ctx) {
+//		if redlock.IsPermanent(p.Err) {
+//			return fmt.Errorf("fix the configuration: %w", p.Err)
+//		}
+//	}
 func (c *Client) Ping(ctx context.Context) []PingResult {
 	out := make([]PingResult, len(c.nodes))
 	var wg sync.WaitGroup
@@ -450,7 +531,7 @@ func (c *Client) Ping(ctx context.Context) []PingResult {
 				rtt, err := nd.pool.ping(pctx)
 				out[i] = PingResult{Addr: nd.addr.redacted, Group: gi, Latency: rtt}
 				if err != nil {
-					out[i].Err = nd.wrap(fmt.Errorf("%s", redactErr(err, nd.addr)))
+					out[i].Err = nd.masterErr(err)
 				}
 			}(i, g.index, nd)
 			i++

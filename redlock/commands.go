@@ -70,7 +70,7 @@ const (
 	opAcquire      opKind = iota // SET key token NX PX ttl
 	opRelease                    // compare-and-delete
 	opExtend                     // compare-and-pexpire
-	opExists                     // EXISTS key
+	opExists                     // TYPE key: "string" is a lock, "none" no key, another type WRONGTYPE
 	opPTTL                       // PTTL key (waiters: how long the key may still block)
 	opMultiAcquire               // several keys, all or none (LockAll)
 	opMultiRelease               // several keys' compare-and-delete

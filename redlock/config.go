@@ -44,7 +44,9 @@ type Config struct {
 	DriftFactor float64
 
 	// MaxRetry is the number of extra attempts Lock makes after the first
-	// (TryLock makes exactly one). Default: 3. Ignored when RetryStrategy is set.
+	// (TryLock makes exactly one). Default: 3 — the zero value selects it, so
+	// write NoRetries for none (Lock then makes one attempt, as TryLock).
+	// Ignored when RetryStrategy is set.
 	MaxRetry int
 
 	// RetryInterval is the base delay between attempts of Lock; each delay is
@@ -104,9 +106,26 @@ type Config struct {
 	TLSConfig *tls.Config
 
 	// Logger receives state changes of masters (down, up) at Warn and Info
+	// level; a master down for a permanent reason (see IsPermanent) at Error
 	// level. Default: slog.Default().
 	Logger *slog.Logger
+
+	// StrictStart makes New fail fast instead of starting with masters
+	// down: New returns an error when the first connection to any master
+	// fails with a permanent error (wrong password, unknown ACL user, a DB
+	// index out of range, a TLS certificate refused: see IsPermanent), or
+	// when a group has fewer masters reachable than its quorum. The error
+	// names every master that failed; IsPermanent reports whether a
+	// configuration fix is needed. Default: false — New succeeds with
+	// masters down and reconnects them in the background, so that a service
+	// can start while part of the fleet is away.
+	StrictStart bool
 }
+
+// NoRetries is the MaxRetry that means "no retries": Lock makes a single
+// attempt. (MaxRetry 0 selects the default, 3.) It is the only negative
+// value New accepts for a field; every other negative value is an error.
+const NoRetries = math.MinInt
 
 // Defaults of Config, exported so tools can show them.
 const (
@@ -125,7 +144,10 @@ const (
 	maxTTL = 1 << 40 * time.Millisecond / 1024
 )
 
-// String prints the config without secrets.
+// String prints the config without secrets: passwords in URLs and the
+// Password field are shown as xxxxx. Zero fields print as zero (their
+// defaults apply): Client.Settings returns the Config with every default
+// filled in, which prints exactly what a client runs with.
 func (c Config) String() string {
 	var b strings.Builder
 	b.WriteString("redlock.Config{")
@@ -139,8 +161,15 @@ func (c Config) String() string {
 		}
 		fmt.Fprintf(&b, "Cluster:%v ", groups)
 	}
-	fmt.Fprintf(&b, "PoolSize:%d DriftFactor:%g MaxRetry:%d RetryInterval:%v ReconnectInterval:%v NodeTimeout:%v DialTimeout:%v KeyPrefix:%q",
-		c.PoolSize, c.DriftFactor, c.MaxRetry, c.RetryInterval, c.ReconnectInterval, c.NodeTimeout, c.DialTimeout, c.KeyPrefix)
+	maxRetry := fmt.Sprint(c.MaxRetry)
+	if c.MaxRetry == NoRetries {
+		maxRetry = "NoRetries"
+	}
+	fmt.Fprintf(&b, "PoolSize:%d DriftFactor:%g MaxRetry:%s RetryInterval:%v ReconnectInterval:%v NodeTimeout:%v DialTimeout:%v HealthCheckPeriod:%v ReleaseTimeout:%v KeyPrefix:%q MaxResourceLen:%d",
+		c.PoolSize, c.DriftFactor, maxRetry, c.RetryInterval, c.ReconnectInterval, c.NodeTimeout, c.DialTimeout, c.HealthCheckPeriod, c.ReleaseTimeout, c.KeyPrefix, c.MaxResourceLen)
+	if c.RetryStrategy != nil {
+		b.WriteString(" RetryStrategy:custom")
+	}
 	if c.Username != "" {
 		fmt.Fprintf(&b, " Username:%q", c.Username)
 	}
@@ -149,6 +178,9 @@ func (c Config) String() string {
 	}
 	if c.TLSConfig != nil {
 		b.WriteString(" TLS:on")
+	}
+	if c.StrictStart {
+		b.WriteString(" StrictStart:true")
 	}
 	b.WriteString("}")
 	return b.String()
@@ -190,7 +222,36 @@ func (e *ConfigError) Error() string {
 // settings is a validated Config with defaults applied.
 type settings struct {
 	Config
-	groups [][]address
+	groups          [][]address
+	defaultStrategy bool // RetryStrategy was built from MaxRetry and RetryInterval
+}
+
+// Settings returns the Config the client runs with: every zero field
+// replaced by its default (PoolSize 2, DriftFactor 0.01, MaxRetry 3, …,
+// Logger slog.Default()), so that printing it shows what the client does.
+// Passwords are redacted — the Password field and the passwords of
+// redis:// URLs read xxxxx — so the result describes the client and is not
+// meant to be passed back to New. RetryStrategy stays nil when the client
+// uses the one built from MaxRetry and RetryInterval.
+func (c *Client) Settings() Config {
+	cfg := c.s.Config
+	if c.s.defaultStrategy {
+		cfg.RetryStrategy = nil
+	}
+	if len(cfg.Servers) > 0 {
+		cfg.Servers = redactAll(cfg.Servers)
+	}
+	if len(cfg.Cluster) > 0 {
+		groups := make([][]string, len(cfg.Cluster))
+		for i, g := range cfg.Cluster {
+			groups[i] = redactAll(g)
+		}
+		cfg.Cluster = groups
+	}
+	if cfg.Password != "" {
+		cfg.Password = "xxxxx"
+	}
+	return cfg
 }
 
 func (c Config) validate() (*settings, error) {
@@ -201,12 +262,14 @@ func (c Config) validate() (*settings, error) {
 		}
 		return nil
 	}
+	if c.MaxRetry < 0 && c.MaxRetry != NoRetries {
+		return nil, &ConfigError{Field: "MaxRetry", Value: fmt.Sprint(c.MaxRetry), Reason: "must not be negative (write NoRetries for no retries; 0 selects the default, 3)"}
+	}
 	for _, chk := range []struct {
 		f string
 		v int64
 	}{
 		{"PoolSize", int64(c.PoolSize)},
-		{"MaxRetry", int64(c.MaxRetry)},
 		{"RetryInterval", int64(c.RetryInterval)},
 		{"ReconnectInterval", int64(c.ReconnectInterval)},
 		{"NodeTimeout", int64(c.NodeTimeout)},
@@ -234,6 +297,10 @@ func (c Config) validate() (*settings, error) {
 		s.DriftFactor = DefaultDriftFactor
 	}
 	setDefault(&s.MaxRetry, DefaultMaxRetry)
+	retries := s.MaxRetry
+	if retries == NoRetries {
+		retries = 0
+	}
 	setDefault(&s.RetryInterval, DefaultRetryInterval)
 	setDefault(&s.ReconnectInterval, DefaultReconnectInterval)
 	setDefault(&s.NodeTimeout, DefaultNodeTimeout)
@@ -245,7 +312,8 @@ func (c Config) validate() (*settings, error) {
 		s.Logger = slog.Default()
 	}
 	if s.RetryStrategy == nil {
-		s.RetryStrategy = LinearBackoff(s.MaxRetry, s.RetryInterval)
+		s.defaultStrategy = true
+		s.RetryStrategy = LinearBackoff(retries, s.RetryInterval)
 	}
 
 	var raw [][]string

@@ -1,20 +1,27 @@
 package redlock
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 var (
 	// ErrNotObtained means the lock was not acquired: the resource is busy,
-	// or no quorum of the group could be reached. It is joined with a
-	// *QuorumError describing each master's vote and, when the caller's
-	// context ended, with ctx.Err().
+	// or no quorum of the group could be reached. The error that matches it
+	// is a *QuorumError (errors.As) that says which — Busy, Unavailable or
+	// ValidityRanOut — and, when the caller's context ended, it also matches
+	// ctx.Err() (errors.Is).
 	ErrNotObtained = errors.New("redlock: lock not obtained")
 
 	// ErrNotHeld means Release or Extend found that the lock is no longer
-	// held by this token (it expired, or another holder has it now).
+	// held by this token (it expired, was released, or another holder has
+	// it now).
 	ErrNotHeld = errors.New("redlock: lock not held")
 
 	// ErrClosed is returned by every operation on a closed Client.
@@ -28,9 +35,21 @@ var (
 	errNodeDown = errors.New("master is down")
 )
 
+// Every error an operation returns is one line that names the operation and
+// the resource once:
+//
+//	redlock: lock "report": not obtained: busy (1 of 3 masters said yes, 2 said no, 2 needed)
+//	redlock: lock "report": not obtained: no quorum (0 of 3 masters said yes, 2 needed; failed: 10.0.0.1:6379: connection refused, 10.0.0.2:6379: i/o timeout); context deadline exceeded
+//	redlock: release "report": not held (0 of 3 masters said yes, 3 said no, 2 needed)
+//	redlock: extend "report": not held: released
+//
+// The sentinels (ErrNotObtained, ErrNotHeld, ErrClosed) and the caller's
+// context error stay reachable with errors.Is, the *QuorumError with
+// errors.As.
+
 // InputError reports a bad argument to an operation (never ErrNotObtained).
 type InputError struct {
-	Arg    string // "resource" or "ttl"
+	Arg    string // "resource", "ttl", "token" or "fn"
 	Reason string
 }
 
@@ -41,15 +60,15 @@ type Vote struct {
 	Addr     string // the master's address as written in Config, password redacted
 	Answered bool   // false when the outcome was decided before this master answered
 	OK       bool   // the master said yes (set, deleted, extended, or has the key)
-	Err      error  // a transport or server error (a *NodeError); nil for a plain yes or no
+	Err      error  // a transport or server error (a *MasterError); nil for a plain yes or no
 }
 
 func (v Vote) String() string {
 	switch {
 	case v.Err != nil:
-		var ne *NodeError
-		if errors.As(v.Err, &ne) {
-			return v.Addr + ": " + ne.Err.Error()
+		var me *MasterError
+		if errors.As(v.Err, &me) {
+			return v.Addr + ": " + me.Err.Error()
 		}
 		return v.Addr + ": " + v.Err.Error()
 	case !v.Answered:
@@ -62,14 +81,32 @@ func (v Vote) String() string {
 }
 
 // QuorumError describes an operation that did not reach a quorum: each
-// master's vote, so an operator can see which masters failed and how.
-// Use errors.As to get it from the errors of Lock, TryLock, Release, Extend
-// and IsLocked.
+// master's vote, so an operator can see which masters failed and how, and
+// why the operation failed (Busy, Unavailable, ValidityRanOut). It is the
+// error of Lock, TryLock, Release, Extend and IsLocked whenever masters
+// were asked; get it with errors.As. It also matches the operation's
+// sentinel (ErrNotObtained for Lock and TryLock, ErrNotHeld when a majority
+// said the token does not hold the key) and the caller's context error
+// with errors.Is.
 type QuorumError struct {
 	Op       string // "lock", "release", "extend" or "islocked"
 	Resource string
-	Quorum   int    // votes needed
-	Votes    []Vote // one per master of the group, in Config order; masters that had not answered yet carry a timeout error
+	Quorum   int // votes needed
+	// Votes has one vote per master of the group, in Config order. A master
+	// cut off by NodeTimeout or by the caller's context carries that error;
+	// one not awaited (the outcome was decided first) has Answered false
+	// and no error.
+	Votes []Vote
+
+	// ValidityRanOut is set when a quorum said yes but the operation took
+	// so long that no validity was left (ttl − elapsed − drift ≤ 0): the
+	// TTL is too short for the fleet's round trips. Took is how long it took.
+	ValidityRanOut bool
+	Took           time.Duration
+
+	sentinel error  // ErrNotObtained, ErrNotHeld or nil
+	cause    error  // the caller's context error, ErrClosed, or nil
+	why      string // overrides the outcome word (see reason)
 }
 
 // Yes counts the masters that said yes.
@@ -105,17 +142,86 @@ func (e *QuorumError) Failed() []Vote {
 	return out
 }
 
+// Unavailable reports whether the failures alone decided the outcome: so
+// many masters failed (down, timed out, refused) that a quorum could not be
+// reached whatever the others said. Retrying will not help until masters
+// are back; an operator should look at Failed.
+func (e *QuorumError) Unavailable() bool {
+	return !e.ValidityRanOut && len(e.Failed()) > len(e.Votes)-e.Quorum
+}
+
+// Busy reports whether masters answering "no" decided the outcome: for
+// Lock and TryLock, another token holds the resource on them (the lock is
+// taken; try again later). For Release and Extend the same votes mean the
+// token no longer holds the key (the error then matches ErrNotHeld). It is
+// false when the operation was Unavailable or its validity ran out.
+func (e *QuorumError) Busy() bool {
+	return !e.ValidityRanOut && !e.Unavailable() && e.No() > 0
+}
+
+// Is makes errors.Is(err, ErrNotObtained) (or ErrNotHeld) true for the
+// error of an operation that failed that way.
+func (e *QuorumError) Is(target error) bool { return e.sentinel != nil && target == e.sentinel }
+
+// Unwrap returns the caller's context error (or ErrClosed) that ended the
+// operation, if any.
+func (e *QuorumError) Unwrap() error { return e.cause }
+
 func (e *QuorumError) Error() string {
 	var b strings.Builder
-	waiting := 0
-	for _, v := range e.Votes {
-		if v.Err == nil && !v.Answered {
-			waiting++
-		}
+	fmt.Fprintf(&b, "redlock: %s %q: ", e.Op, e.Resource)
+	switch {
+	case errors.Is(e.sentinel, ErrNotObtained):
+		b.WriteString("not obtained: ")
+		b.WriteString(e.reason())
+	case errors.Is(e.sentinel, ErrNotHeld):
+		b.WriteString("not held")
+	default:
+		b.WriteString(e.reason())
 	}
-	fmt.Fprintf(&b, "redlock: %s %q: %d of %d masters said yes, %d needed; %d said no", e.Op, e.Resource, e.Yes(), len(e.Votes), e.Quorum, e.No())
-	if waiting > 0 {
-		fmt.Fprintf(&b, ", %d not awaited", waiting)
+	b.WriteString(" (")
+	e.writeVotes(&b)
+	b.WriteString(")")
+	if e.cause != nil {
+		b.WriteString("; ")
+		b.WriteString(causeText(e.cause))
+	}
+	return b.String()
+}
+
+// reason is the one-word outcome.
+func (e *QuorumError) reason() string {
+	switch {
+	case e.why != "":
+		return e.why
+	case e.ValidityRanOut:
+		return "validity ran out"
+	case e.Unavailable():
+		return "no quorum"
+	case e.Busy() && errors.Is(e.sentinel, ErrNotObtained):
+		return "busy"
+	}
+	return "failed"
+}
+
+func (e *QuorumError) writeVotes(b *strings.Builder) {
+	if e.ValidityRanOut {
+		fmt.Fprintf(b, "%d of %s said yes, but it took %v: ttl − elapsed − drift left nothing", e.Yes(), masters(len(e.Votes)), e.Took.Round(time.Microsecond))
+	} else {
+		fmt.Fprintf(b, "%d of %s said yes", e.Yes(), masters(len(e.Votes)))
+		if no := e.No(); no > 0 {
+			fmt.Fprintf(b, ", %d said no", no)
+		}
+		waiting := 0
+		for _, v := range e.Votes {
+			if v.Err == nil && !v.Answered {
+				waiting++
+			}
+		}
+		if waiting > 0 {
+			fmt.Fprintf(b, ", %d not awaited", waiting)
+		}
+		fmt.Fprintf(b, ", %d needed", e.Quorum)
 	}
 	if failed := e.Failed(); len(failed) > 0 {
 		b.WriteString("; failed: ")
@@ -123,17 +229,203 @@ func (e *QuorumError) Error() string {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			b.WriteString(v.String())
+			b.WriteString(oneLine(v.String()))
 		}
+	}
+}
+
+// causeText is the message of the error that ended an operation, without
+// a second "redlock: " prefix (ErrClosed reads "client closed").
+func causeText(err error) string {
+	return oneLine(strings.TrimPrefix(err.Error(), "redlock: "))
+}
+
+// lostError is the cause of Do's context when an extension found the lock
+// no longer held: ErrLockLost and the extension's error, said in one line.
+type lostError struct{ err error }
+
+func (e *lostError) Error() string   { return "redlock: lock lost: " + causeText(e.err) }
+func (e *lostError) Unwrap() []error { return []error{ErrLockLost, e.err} }
+
+// masters is "1 master" or "n masters".
+func masters(n int) string {
+	if n == 1 {
+		return "1 master"
+	}
+	return fmt.Sprintf("%d masters", n)
+}
+
+// opError is the one-line error of an operation that failed before or
+// without asking masters (an ended context before the first attempt,
+// Extend of a released lock). It matches its sentinel and cause with
+// errors.Is.
+type opError struct {
+	op, resource string
+	sentinel     error // ErrNotObtained or ErrNotHeld
+	why          string
+	cause        error // ctx.Err(), ErrClosed or nil
+}
+
+func (e *opError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "redlock: %s %q: ", e.op, e.resource)
+	if errors.Is(e.sentinel, ErrNotHeld) {
+		b.WriteString("not held")
+	} else {
+		b.WriteString("not obtained")
+	}
+	if e.why != "" {
+		b.WriteString(": ")
+		b.WriteString(e.why)
+	}
+	if e.cause != nil {
+		b.WriteString(": ")
+		b.WriteString(causeText(e.cause))
 	}
 	return b.String()
 }
 
-// NodeError is a transport or server error of one master.
-type NodeError struct {
-	Addr string // redacted address
-	Err  error
+func (e *opError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{e.sentinel}
+	}
+	return []error{e.sentinel, e.cause}
 }
 
-func (e *NodeError) Error() string { return "redlock: master " + e.Addr + ": " + e.Err.Error() }
-func (e *NodeError) Unwrap() error { return e.Err }
+// withCause returns err (an acquisition's error) ended by cause (the
+// caller's context error, or ErrClosed): still one line, matching both.
+func withCause(err, cause error) error {
+	var qe *QuorumError
+	if errors.As(err, &qe) && qe.cause == nil {
+		cp := *qe
+		cp.cause = cause
+		return &cp
+	}
+	var oe *opError
+	if errors.As(err, &oe) && oe.cause == nil {
+		cp := *oe
+		cp.cause = cause
+		return &cp
+	}
+	return fmt.Errorf("%w; %w", err, cause)
+}
+
+// oneLine folds a multi-line message into one line.
+func oneLine(s string) string {
+	if !strings.ContainsAny(s, "\r\n") {
+		return s
+	}
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// MasterError is a transport or server error of one master. (The package
+// says "master" for a Redis server of the fleet; "node" appears only in
+// NodeTimeout, named after the Redlock paper's per-node timeout.)
+type MasterError struct {
+	Addr string // redacted address
+	Err  error
+
+	permanent bool // classified when the raw error was at hand (see IsPermanent)
+}
+
+func (e *MasterError) Error() string { return "redlock: master " + e.Addr + ": " + e.Err.Error() }
+func (e *MasterError) Unwrap() error { return e.Err }
+
+// IsPermanent reports whether err (from New with StrictStart, Ping, or a
+// master's vote) is a misconfiguration that retrying cannot fix:
+//
+//   - authentication refused: WRONGPASS, NOAUTH, an AUTH the server does not
+//     expect, NOPERM (the ACL user lacks a command the client needs);
+//   - a database index the server does not have ("ERR DB index is out of
+//     range");
+//   - TLS refused: the server's certificate is not trusted or does not match
+//     its name, the server refused the client's certificate, or TLS was
+//     spoken to a plaintext port.
+//
+// Everything else — connection refused, timeouts, a master that is down or
+// loading, DNS failures — is transient: the client keeps retrying it in the
+// background. A master that fails permanently is also retried (the
+// operator may fix the server rather than the client) but New with
+// StrictStart fails at once, and Logger gets an Error record.
+//
+// For a *QuorumError (the error of an operation) it is false: ask each
+// Vote.Err.
+func IsPermanent(err error) bool {
+	switch e := err.(type) { //nolint:errorlint // one node of the tree: classifyPermanent walks the rest
+	case nil, *QuorumError:
+		return false
+	case *MasterError:
+		if e.permanent {
+			return true
+		}
+	case *downError:
+		if e.permanent {
+			return true
+		}
+	}
+	return classifyPermanent(err)
+}
+
+// classifyPermanent looks at a raw error (before redaction) and everything
+// it wraps.
+func classifyPermanent(err error) bool {
+	if err == nil {
+		return false
+	}
+	if permanentOne(err) {
+		return true
+	}
+	switch u := err.(type) { //nolint:errorlint // walks the tree one node at a time
+	case interface{ Unwrap() error }:
+		return IsPermanent(u.Unwrap())
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			if IsPermanent(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// permanentPrefixes are the server replies that no retry can change.
+var permanentPrefixes = []string{"WRONGPASS", "NOAUTH", "NOPERM", "ERR DB index", "ERR invalid DB index",
+	"ERR AUTH", "ERR invalid password", "ERR Client sent AUTH"}
+
+// permanentOne classifies err itself, not what it wraps.
+func permanentOne(err error) bool {
+	switch e := err.(type) { //nolint:errorlint // this node only: classifyPermanent walks the tree
+	case redis.Error:
+		msg := e.Error()
+		for _, p := range permanentPrefixes {
+			if strings.HasPrefix(msg, p) {
+				return true
+			}
+		}
+		return false
+	case x509.UnknownAuthorityError, *x509.UnknownAuthorityError, x509.HostnameError, *x509.HostnameError,
+		x509.CertificateInvalidError, *x509.CertificateInvalidError, *tls.CertificateVerificationError,
+		tls.RecordHeaderError, *tls.RecordHeaderError:
+		return true
+	case tls.AlertError, *tls.AlertError:
+		// The server refused the handshake: a bad, unknown or missing client
+		// certificate, or no common protocol version.
+		return true
+	}
+	if _, wraps := err.(interface{ Unwrap() error }); wraps {
+		return false
+	}
+	if _, wraps := err.(interface{ Unwrap() []error }); wraps {
+		return false
+	}
+	// Some TLS alerts reach us as plain text (net.OpError wraps a private
+	// type, or the redacted copy of an error).
+	msg := err.Error()
+	for _, p := range []string{"tls: bad certificate", "tls: certificate required", "tls: unknown certificate authority",
+		"x509: ", "WRONGPASS", "NOAUTH", "NOPERM", "ERR DB index is out of range"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}

@@ -7,28 +7,25 @@ import (
 	"slices"
 	"time"
 
-	"github.com/quorumlock/quorumlock/internal/redisproc"
 	"github.com/quorumlock/quorumlock/redlock"
 )
 
-// startMasters starts n throwaway redis-server processes on loopback for an
-// example. In an application, these are your independent Redis masters.
-func startMasters(n int) ([]*redisproc.Server, []string) {
-	servers, err := redisproc.StartN(n, redisproc.Options{})
-	if err != nil {
-		panic(err)
-	}
-	return servers, redisproc.Addrs(servers)
-}
+// The examples lock on real Redis masters: in your program, servers and
+// cluster are the addresses of your independent masters, e.g.
+//
+//	servers := []string{"10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.3:6379"}
+//
+// (Here TestMain starts them as redis-server processes on loopback.)
+var (
+	servers []string   // one quorum group of 3 masters
+	cluster [][]string // two quorum groups of 3 masters
+)
 
 // One quorum group of three masters (Elixir redlock: the servers option,
 // "single node mode").
 func Example_servers() {
-	masters, addrs := startMasters(3)
-	defer redisproc.StopAll(masters)
-
 	// servers: [[host: "redis1.example.com", port: 6379], ...]
-	client, err := redlock.New(redlock.Config{Servers: addrs})
+	client, err := redlock.New(redlock.Config{Servers: servers})
 	if err != nil {
 		panic(err)
 	}
@@ -54,10 +51,6 @@ func Example_servers() {
 // is routed by consistent hashing to one group, and only that group's
 // masters hold its key.
 func Example_cluster() {
-	masters, addrs := startMasters(6)
-	defer redisproc.StopAll(masters)
-
-	cluster := [][]string{addrs[:3], addrs[3:]}
 	client, err := redlock.New(redlock.Config{Cluster: cluster})
 	if err != nil {
 		panic(err)
@@ -65,7 +58,7 @@ func Example_cluster() {
 	defer client.Close()
 	ctx := context.Background()
 
-	route := client.Route("example_key:42")
+	route := client.Route("cluster_key:42")
 	fmt.Println("masters in the route:", len(route))
 	fmt.Println("route is a configured group:", slices.Equal(route, cluster[0]) || slices.Equal(route, cluster[1]))
 
@@ -88,38 +81,35 @@ func Example_cluster() {
 	}
 	fmt.Println("order-independent routing:", same)
 
-	lock, err := client.Lock(ctx, "example_key:42", 10*time.Second)
+	lock, err := client.Lock(ctx, "cluster_key:42", 10*time.Second)
 	if err != nil {
 		panic(err)
 	}
 	defer lock.Release(ctx)
-	onRoute, elsewhere := 0, 0
-	for _, m := range masters {
-		v, _ := m.Do(ctx, "GET", "example_key:42")
-		switch {
-		case v == "$"+lock.Token() && slices.Contains(route, m.Addr()):
-			onRoute++
-		case v != "$-1":
-			elsewhere++
+	// Only the routed group holds the key: a client of that group alone sees
+	// it locked, a client of the other group does not.
+	for _, group := range cluster {
+		one, err := redlock.New(redlock.Config{Servers: group})
+		if err != nil {
+			panic(err)
 		}
+		locked, _ := one.IsLocked(ctx, "cluster_key:42")
+		fmt.Println("routed group:", slices.Equal(group, route), "locked there:", locked)
+		one.Close()
 	}
-	// Lock returns at the first majority: the last master's SET may still be
-	// on its way, so count a majority.
-	fmt.Println("key on a majority of the routed masters:", onRoute >= 2, "elsewhere:", elsewhere)
-	// Output:
+	// Unordered output:
 	// masters in the route: 3
 	// route is a configured group: true
 	// order-independent routing: true
-	// key on a majority of the routed masters: true elsewhere: 0
+	// routed group: true locked there: true
+	// routed group: false locked there: false
 }
 
 // Run a function under a lock: the Elixir Redlock.transaction/3. Do returns
 // the function's error, releases the lock whatever happens, and does not run
 // the function when the lock is not obtained ({:error, :lock_failure}).
 func ExampleClient_Do() {
-	masters, addrs := startMasters(3)
-	defer redisproc.StopAll(masters)
-	client, err := redlock.New(redlock.Config{Servers: addrs})
+	client, err := redlock.New(redlock.Config{Servers: servers})
 	if err != nil {
 		panic(err)
 	}
@@ -157,9 +147,7 @@ func ExampleClient_Do() {
 
 // Lock, work, unlock: the Elixir Redlock.lock/2 and Redlock.unlock/2.
 func ExampleClient_Lock() {
-	masters, addrs := startMasters(3)
-	defer redisproc.StopAll(masters)
-	client, err := redlock.New(redlock.Config{Servers: addrs})
+	client, err := redlock.New(redlock.Config{Servers: servers})
 	if err != nil {
 		panic(err)
 	}
@@ -188,9 +176,7 @@ func ExampleClient_Lock() {
 // Extend a held lock (Elixir: Redlock.extend/3); a released lock cannot be
 // extended.
 func ExampleLock_Extend() {
-	masters, addrs := startMasters(3)
-	defer redisproc.StopAll(masters)
-	client, err := redlock.New(redlock.Config{Servers: addrs})
+	client, err := redlock.New(redlock.Config{Servers: servers})
 	if err != nil {
 		panic(err)
 	}
@@ -213,11 +199,11 @@ func ExampleLock_Extend() {
 	// extend after release: true
 }
 
-// One attempt on a busy resource: ErrNotObtained, with each master's vote.
+// One attempt on a busy resource: ErrNotObtained, with each master's vote
+// and the verdict — busy (someone holds it: try later) or unavailable (too
+// many masters failed: look at the fleet).
 func ExampleClient_TryLock() {
-	masters, addrs := startMasters(3)
-	defer redisproc.StopAll(masters)
-	client, err := redlock.New(redlock.Config{Servers: addrs})
+	client, err := redlock.New(redlock.Config{Servers: servers})
 	if err != nil {
 		panic(err)
 	}
@@ -235,10 +221,68 @@ func ExampleClient_TryLock() {
 	var qe *redlock.QuorumError
 	if errors.As(err, &qe) {
 		fmt.Println("op:", qe.Op, "masters:", len(qe.Votes), "needed:", qe.Quorum)
+		fmt.Println("busy:", qe.Busy(), "unavailable:", qe.Unavailable())
 	}
 	// Output:
 	// not obtained: true
 	// op: lock masters: 3 needed: 2
+	// busy: true unavailable: false
+}
+
+// Fail fast at start on a misconfiguration. By default New succeeds with
+// masters down and reconnects them in the background (a service can start
+// while part of its fleet is away); StrictStart makes New fail instead when
+// a master refuses the configuration or a group has no quorum reachable,
+// and IsPermanent tells a configuration to fix from an outage to wait out.
+func ExampleIsPermanent() {
+	// A database index the servers do not have (they have 16).
+	bad := make([]string, len(servers))
+	for i, s := range servers {
+		bad[i] = "redis://" + s + "/99"
+	}
+	_, err := redlock.New(redlock.Config{Servers: bad, StrictStart: true})
+	fmt.Println("New failed:", err != nil, "permanent:", redlock.IsPermanent(err))
+
+	// Without StrictStart, the same check is a Ping away.
+	client, err := redlock.New(redlock.Config{Servers: bad})
+	if err != nil {
+		panic(err)
+	}
+	defer client.Close()
+	for _, p := range client.Ping(context.Background()) {
+		if redlock.IsPermanent(p.Err) {
+			fmt.Println("misconfigured master, group", p.Group)
+		}
+	}
+	// Output:
+	// New failed: true permanent: true
+	// misconfigured master, group 0
+	// misconfigured master, group 0
+	// misconfigured master, group 0
+}
+
+// The settings a client runs with: every default filled in, passwords
+// redacted. MaxRetry NoRetries turns retries off (0 selects the default 3).
+func ExampleClient_Settings() {
+	client, err := redlock.New(redlock.Config{Servers: servers, MaxRetry: redlock.NoRetries})
+	if err != nil {
+		panic(err)
+	}
+	defer client.Close()
+	s := client.Settings()
+	fmt.Println("PoolSize:", s.PoolSize, "NodeTimeout:", s.NodeTimeout, "RetryInterval:", s.RetryInterval)
+	fmt.Println("no retries:", s.MaxRetry == redlock.NoRetries)
+
+	defaults, err := redlock.New(redlock.Config{Servers: servers})
+	if err != nil {
+		panic(err)
+	}
+	defer defaults.Close()
+	fmt.Println("MaxRetry:", defaults.Settings().MaxRetry)
+	// Output:
+	// PoolSize: 2 NodeTimeout: 100ms RetryInterval: 200ms
+	// no retries: true
+	// MaxRetry: 3
 }
 
 // The Elixir redlock options, one to one: pool_size → PoolSize,
@@ -247,16 +291,13 @@ func ExampleClient_TryLock() {
 // RetryStrategy), reconnection_interval_base → ReconnectInterval, servers →
 // Servers, cluster → Cluster. A group needs an odd number of masters.
 func ExampleConfig() {
-	masters, addrs := startMasters(3)
-	defer redisproc.StopAll(masters)
-
 	client, err := redlock.New(redlock.Config{
 		PoolSize:          2,                      // pool_size: 2
 		DriftFactor:       0.01,                   // drift_factor: 0.01
 		MaxRetry:          3,                      // max_retry: 3
 		RetryInterval:     300 * time.Millisecond, // retry_interval_base: 300
 		ReconnectInterval: 500 * time.Millisecond, // reconnection_interval_base: 500
-		Servers:           addrs,                  // servers: [...] (an odd number)
+		Servers:           servers,                // servers: [...] (an odd number)
 	})
 	if err != nil {
 		panic(err)
@@ -267,7 +308,7 @@ func ExampleConfig() {
 
 	// retry_interval_base: 300, retry_interval_max: 3_000 as a growing backoff.
 	backoff, err := redlock.New(redlock.Config{
-		Servers:       addrs,
+		Servers:       servers,
 		RetryStrategy: redlock.ExponentialBackoff(3, 300*time.Millisecond, 3*time.Second),
 	})
 	if err != nil {
@@ -276,7 +317,7 @@ func ExampleConfig() {
 	defer backoff.Close()
 
 	// An even group is refused ("you must set odd number of server").
-	_, err = redlock.New(redlock.Config{Servers: addrs[:2]})
+	_, err = redlock.New(redlock.Config{Servers: servers[:2]})
 	var ce *redlock.ConfigError
 	fmt.Println("even group refused:", errors.As(err, &ce), ce.Field)
 	// Output:
@@ -287,9 +328,7 @@ func ExampleConfig() {
 // Await waits for a busy resource without polling: it is woken by the
 // holder's release.
 func ExampleClient_Await() {
-	masters, addrs := startMasters(3)
-	defer redisproc.StopAll(masters)
-	client, err := redlock.New(redlock.Config{Servers: addrs})
+	client, err := redlock.New(redlock.Config{Servers: servers})
 	if err != nil {
 		panic(err)
 	}
@@ -320,9 +359,7 @@ func ExampleClient_Await() {
 // LockAll takes several resources, all or nothing, whatever their order
 // and whichever groups they are routed to.
 func ExampleClient_LockAll() {
-	masters, addrs := startMasters(6)
-	defer redisproc.StopAll(masters)
-	client, err := redlock.New(redlock.Config{Cluster: [][]string{addrs[:3], addrs[3:]}})
+	client, err := redlock.New(redlock.Config{Cluster: cluster})
 	if err != nil {
 		panic(err)
 	}
@@ -352,9 +389,7 @@ func ExampleClient_LockAll() {
 
 // Done tells a holder that its lock is lost, like etcd's Session.Done.
 func ExampleLock_Done() {
-	masters, addrs := startMasters(3)
-	defer redisproc.StopAll(masters)
-	client, err := redlock.New(redlock.Config{Servers: addrs})
+	client, err := redlock.New(redlock.Config{Servers: servers})
 	if err != nil {
 		panic(err)
 	}
@@ -378,9 +413,7 @@ func ExampleLock_Done() {
 // WithMaxHold extends the lock automatically, but never for longer than
 // the limit: a stuck section cannot hold the resource forever.
 func ExampleWithMaxHold() {
-	masters, addrs := startMasters(3)
-	defer redisproc.StopAll(masters)
-	client, err := redlock.New(redlock.Config{Servers: addrs})
+	client, err := redlock.New(redlock.Config{Servers: servers})
 	if err != nil {
 		panic(err)
 	}

@@ -210,7 +210,7 @@ func FuzzConfigValidate(f *testing.F) {
 				t.Fatalf("accepted %s = %v", name, d)
 			}
 		}
-		if s.PoolSize < 1 || s.PoolSize > 1024 || s.MaxResourceLen < 1 || s.MaxRetry < 0 {
+		if s.PoolSize < 1 || s.PoolSize > 1024 || s.MaxResourceLen < 1 || (s.MaxRetry < 0 && s.MaxRetry != NoRetries) {
 			t.Fatalf("accepted PoolSize %d MaxResourceLen %d MaxRetry %d", s.PoolSize, s.MaxResourceLen, s.MaxRetry)
 		}
 		if m := minTTL(s.DriftFactor); m <= 0 || validity(2*m, 0, s.DriftFactor) <= 0 {

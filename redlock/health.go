@@ -11,16 +11,37 @@ import (
 // fail marks the master down after a transport error: it votes "no" at once
 // until the background reconnect loop has reached it again.
 func (n *node) fail(err error) {
-	msg := redactErr(err, n.addr)
-	n.lastErr.Store(&msg)
+	msg := n.noteErr(err)
 	if n.c.closed.Load() || !n.down.CompareAndSwap(false, true) {
 		return
 	}
 	n.downs.Add(1)
 	n.downSince.Store(time.Now().UnixNano())
 	n.pool.reset()
-	n.c.s.Logger.Warn("redlock: master down", "master", n.addr.redacted, "err", msg)
+	if n.permanent.Load() {
+		n.c.s.Logger.Error("redlock: master down: misconfigured (retrying will not help until the configuration or the server is fixed)", "master", n.addr.redacted, "err", msg)
+	} else {
+		n.c.s.Logger.Warn("redlock: master down", "master", n.addr.redacted, "err", msg)
+	}
 	n.startReconnect()
+}
+
+// noteErr records err as the master's last error, redacted, and whether it
+// is permanent; it returns the redacted message.
+func (n *node) noteErr(err error) string {
+	msg := redactErr(err, n.addr)
+	n.lastErr.Store(&msg)
+	n.permanent.Store(classifyPermanent(err))
+	return msg
+}
+
+// masterErr is err of this master for a caller: redacted, classified.
+func (n *node) masterErr(err error) *MasterError {
+	me := &MasterError{Addr: n.addr.redacted, Err: err, permanent: classifyPermanent(err)}
+	if msg := redactErr(err, n.addr); msg != err.Error() {
+		me.Err = errors.New(msg) // the password was in it: keep only the text
+	}
+	return me
 }
 
 func (n *node) startReconnect() { n.c.goBackground(n.reconnectLoop) }
@@ -50,8 +71,7 @@ func (n *node) reconnectLoop() {
 			}
 		}
 		if err != nil {
-			msg := redactErr(err, n.addr)
-			n.lastErr.Store(&msg)
+			n.noteErr(err)
 			continue
 		}
 		n.dupLogged.Store(false)

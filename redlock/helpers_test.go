@@ -7,12 +7,7 @@ import (
 	"time"
 
 	"github.com/quorumlock/quorumlock/internal/redisproc"
-	"go.uber.org/goleak"
 )
-
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
 
 // fleet starts groups × masters redis-server processes.
 func fleet(t *testing.T, groups, masters int) [][]*redisproc.Server {

@@ -2,7 +2,6 @@ package redlock
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -156,8 +155,8 @@ func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 		return err
 	}
 	defer l.endExtend()
-	if !l.Valid() {
-		return fmt.Errorf("%w: %q: validity ran out at %v", ErrNotHeld, l.resource, l.Until().Format(time.RFC3339Nano))
+	if err := l.notValid(); err != nil {
+		return err
 	}
 	l.noteTTL(ttl)
 	start := time.Now()
@@ -174,7 +173,7 @@ func (l *Lock) extended(r result, start time.Time, ttl time.Duration, ctxErr err
 	defer l.mu.Unlock()
 	switch {
 	case l.released:
-		return fmt.Errorf("%w: %q: released while extending", ErrNotHeld, l.resource)
+		return &opError{op: opExtend.String(), resource: l.resource, sentinel: ErrNotHeld, why: "released while extending"}
 	case r.yes >= l.g.quorum && time.Now().Before(until):
 		l.setUntil(until)
 		return nil
@@ -182,12 +181,15 @@ func (l *Lock) extended(r result, start time.Time, ttl time.Duration, ctxErr err
 		// Extended, but the extension took longer than its own validity:
 		// nothing more can be trusted than before it.
 		l.capUntil(until)
-		return fmt.Errorf("redlock: extend %q: a quorum extended it but the extension's validity ran out (it took %v): %w",
-			l.resource, time.Since(start), l.g.quorumError(opExtend, l.resource, r))
+		qe := l.g.quorumError(opExtend, l.resource, r)
+		qe.ValidityRanOut, qe.Took = true, time.Since(start)
+		return qe
 	case r.no >= l.g.quorum:
 		l.lost = true // before setUntil: Done is closed
 		l.setUntil(time.Time{})
-		return fmt.Errorf("%w: %q: %w", ErrNotHeld, l.resource, l.g.quorumError(opExtend, l.resource, r))
+		qe := l.g.quorumError(opExtend, l.resource, r)
+		qe.sentinel = ErrNotHeld
+		return qe
 	}
 	// Masters that said yes, or whose answer is unknown, may have applied
 	// this TTL (a paused master applies it when it resumes): never trust
@@ -196,9 +198,7 @@ func (l *Lock) extended(r result, start time.Time, ttl time.Duration, ctxErr err
 		l.capUntil(until)
 	}
 	qe := l.g.quorumError(opExtend, l.resource, r)
-	if ctxErr != nil {
-		return errors.Join(qe, ctxErr)
-	}
+	qe.cause = ctxErr
 	return qe
 }
 
@@ -238,6 +238,24 @@ func (l *Lock) endExtend() {
 		l.extendDone = nil
 	}
 	l.mu.Unlock()
+}
+
+// notValid is Extend's local refusal: ErrNotHeld once the lock was
+// released or its validity ran out.
+func (l *Lock) notValid() error {
+	l.mu.Lock()
+	until, released := l.until, l.released
+	l.mu.Unlock()
+	switch {
+	case released:
+		return &opError{op: opExtend.String(), resource: l.resource, sentinel: ErrNotHeld, why: "released"}
+	case until.IsZero():
+		return &opError{op: opExtend.String(), resource: l.resource, sentinel: ErrNotHeld, why: "lost (a majority of masters said the token no longer holds it)"}
+	case !time.Now().Before(until):
+		return &opError{op: opExtend.String(), resource: l.resource, sentinel: ErrNotHeld,
+			why: fmt.Sprintf("its validity ran out %v ago", time.Since(until).Round(time.Millisecond))}
+	}
+	return nil
 }
 
 // Release deletes the lock's key on every master of its group where it still
@@ -300,16 +318,15 @@ func (c *Client) ReleaseToken(ctx context.Context, resource, token string) error
 func (c *Client) release(ctx context.Context, g *group, hash uint64, resource, key, token string, keep time.Duration, mayHold uint64) error {
 	r := g.fanout(ctx, request{op: opRelease, key: key, token: token, hash: hash, timeout: c.s.NodeTimeout,
 		keepMask: mayHold, keepFor: max(keep, 0)})
-	switch {
-	case r.yes >= g.quorum:
+	if r.yes >= g.quorum {
 		c.hub.released(key, r)
 		return nil
-	case r.no >= g.quorum:
-		return fmt.Errorf("%w: %q: %w", ErrNotHeld, resource, g.quorumError(opRelease, resource, r))
 	}
 	qe := g.quorumError(opRelease, resource, r)
-	if err := ctx.Err(); err != nil {
-		return errors.Join(qe, err)
+	if r.no >= g.quorum {
+		qe.sentinel = ErrNotHeld
+	} else {
+		qe.cause = ctx.Err()
 	}
 	return qe
 }
@@ -387,7 +404,7 @@ func (c *Client) DoWith(ctx context.Context, resource string, ttl time.Duration,
 	// Until that follows every change of it — no goroutine per section.
 	l.notifyLost(func(extendFoundGone bool) {
 		if extendFoundGone {
-			cancel(fmt.Errorf("%w: %w: %q: an extension found it gone", ErrLockLost, ErrNotHeld, l.resource))
+			cancel(&lostError{err: &opError{op: opExtend.String(), resource: l.resource, sentinel: ErrNotHeld, why: "an extension found it gone"}})
 			return
 		}
 		cancel(ErrLockLost)

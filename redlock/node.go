@@ -25,6 +25,7 @@ type node struct {
 	down      atomic.Bool  // one reconnect loop runs per outage: started by the down CAS
 	downSince atomic.Int64 // unix nanos
 	lastErr   atomic.Pointer[string]
+	permanent atomic.Bool // the last error is a misconfiguration (IsPermanent)
 
 	info             atomic.Pointer[serverInfo] // INFO server of its newest connection; nil if unknown
 	claimed          string                     // the run_id this master holds in Client.servers (under Client.serversMu)
@@ -62,20 +63,23 @@ func newNode(c *Client, a address) (*node, error) {
 // down (WRONGPASS, a TLS failure, connection refused…).
 func (n *node) downErr() error {
 	if e := n.lastErr.Load(); e != nil {
-		return &downError{last: *e}
+		return &downError{last: *e, permanent: n.permanent.Load()}
 	}
 	return errNodeDown
 }
 
-type downError struct{ last string }
+type downError struct {
+	last      string
+	permanent bool
+}
 
 func (e *downError) Error() string { return errNodeDown.Error() + " (" + e.last + ")" }
 func (e *downError) Unwrap() error { return errNodeDown }
 
-func (n *node) wrap(err error) error { return &NodeError{Addr: n.addr.redacted, Err: err} }
+func (n *node) wrap(err error) error { return &MasterError{Addr: n.addr.redacted, Err: err} }
 
-// NodeStat is a snapshot of one master, for operators.
-type NodeStat struct {
+// MasterStat is a snapshot of one master, for operators.
+type MasterStat struct {
 	Addr      string    // as written in Config, password redacted
 	Group     int       // index of its quorum group
 	Up        bool      // false while the master is marked down
@@ -88,8 +92,8 @@ type NodeStat struct {
 	Pool      PoolStat
 }
 
-func (n *node) stat(group int) NodeStat {
-	st := NodeStat{
+func (n *node) stat(group int) MasterStat {
+	st := MasterStat{
 		Addr:      n.addr.redacted,
 		Group:     group,
 		Up:        !n.down.Load(),

@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 )
 
 // tcpProxy forwards a loopback port to a master (a stdlib stand-in for an
@@ -14,7 +15,8 @@ import (
 // listens again on the same address (the master is back).
 type tcpProxy struct {
 	upstream string
-	addr     string // "127.0.0.1:port", fixed by the first Start
+	addr     string        // "127.0.0.1:port", fixed by the first Start
+	delay    time.Duration // held before every chunk of replies is passed on (a slow link); set before Start
 
 	mu    sync.Mutex
 	ln    net.Listener
@@ -73,8 +75,8 @@ func (p *tcpProxy) Start() error {
 				return
 			}
 			p.wg.Add(2)
-			go p.pipe(down, up)
-			go p.pipe(up, down)
+			go p.pipe(down, up, p.delay)
+			go p.pipe(up, down, 0)
 		}
 	}()
 	return nil
@@ -96,12 +98,31 @@ func (p *tcpProxy) track(conns ...net.Conn) bool {
 	return true
 }
 
-// pipe copies one direction until either side closes, then closes both.
-func (p *tcpProxy) pipe(dst, src net.Conn) {
+// pipe copies one direction until either side closes, then closes both;
+// with a delay, every chunk waits that long before it is passed on.
+func (p *tcpProxy) pipe(dst, src net.Conn, delay time.Duration) {
 	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
-	_ = dst.Close()
-	_ = src.Close()
+	defer func() {
+		_ = dst.Close()
+		_ = src.Close()
+	}()
+	if delay <= 0 {
+		_, _ = io.Copy(dst, src)
+		return
+	}
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			time.Sleep(delay)
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // Stop closes the listener and every proxied connection, and waits until

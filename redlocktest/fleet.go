@@ -44,9 +44,10 @@ type Fleet interface {
 }
 
 // Master is one Redis master of a Fleet and the faults a test can inject
-// into it. Every method is safe for concurrent use with the lock client under
-// test, but the fault methods of one master must not be called concurrently
-// with each other.
+// into it. Every method is safe for concurrent use, with the lock client
+// under test and with each other: the fault methods of one master are
+// serialized (a second call waits for the first to finish), so concurrent
+// calls behave as if made one after the other in some order.
 //
 // Fault semantics (both implementations; see the package documentation for
 // what was observed):

@@ -395,3 +395,52 @@ func TestContainerFleetReapsLeftovers(t *testing.T) {
 		t.Errorf("the kept fleet's master does not answer: %v", err)
 	}
 }
+
+// TestConcurrentFaultCalls: the fault methods of one master may be called
+// from several goroutines at once (Master's contract): they run one after
+// the other, never hang, fail only with an error naming the master, and
+// leave a master that Start, Unpause and Reconnect bring back to serve.
+func TestConcurrentFaultCalls(t *testing.T) {
+	f := redlocktest.StartProcessesT(t, 1, 1)
+	m := f.Master(0, 0)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	faults := []func(context.Context) error{m.Pause, m.Unpause, m.Stop, m.Start, m.Disconnect, m.Reconnect}
+	errs := make(chan error, 4*12)
+	done := make(chan struct{})
+	for g := 0; g < 4; g++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := 0; i < 12; i++ {
+				if err := faults[(g*5+i*7)%len(faults)](ctx); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			t.Fatal("concurrent fault calls did not finish within 2 minutes")
+		}
+	}
+	close(errs)
+	for err := range errs {
+		if !strings.Contains(err.Error(), m.Name()) {
+			t.Errorf("error does not name the master %s: %v", m.Name(), err)
+		}
+	}
+	for _, fix := range []func(context.Context) error{m.Start, m.Unpause, m.Reconnect} {
+		if err := fix(ctx); err != nil {
+			t.Fatalf("bringing the master back: %v", err)
+		}
+	}
+	if _, err := ping(m, 5*time.Second); err != nil {
+		t.Fatalf("after the concurrent faults the master does not answer: %v", err)
+	}
+	mustDo(t, m, "SET", "k", "v")
+	if v := mustDo(t, m, "GET", "k"); v != "v" {
+		t.Fatalf("GET k = %v", v)
+	}
+}

@@ -40,7 +40,7 @@
 //	{RedisMutex, redis_url: url}             redmutex.NewLocker(redmutex.LockerOptions{Addr: url})
 //	RedisMutex.with_lock(key, fun)           lk.WithLock(ctx, key, fn)
 //	  timeout: ms (default 40 s)               WithTimeout(d)  (default 40 s)
-//	  expiry: ms (default 20 s)                WithExpiry(d)   (default 20 s)
+//	  expiry: ms (default 20 s)                WithExpiration(d)   (default 20 s)
 //	  name: connection                         the Locker itself
 //	RedisMutex.Error "Unable to obtain       ErrTimeout (a *TimeoutError naming the key and
 //	  lock."                                   the timeout)
@@ -50,7 +50,7 @@
 //
 // WithLock retries with a short randomized sleep until the lock is obtained
 // or the timeout passes — a real deadline, where the original could spin
-// for ever. Keep the timeout above the expiry, as the original advises: a
+// for ever. Keep the timeout above the expiration, as the original advises: a
 // holder that crashed without releasing then frees the key before a waiter
 // gives up.
 //

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/quorumlock/quorumlock/redlock"
@@ -47,7 +49,7 @@ func (e *TimeoutError) Error() string {
 	if errors.As(e.Last, &qe) {
 		for _, v := range qe.Failed() {
 			if !errors.Is(v.Err, context.DeadlineExceeded) && !errors.Is(v.Err, context.Canceled) {
-				return msg + " (last attempt: " + qe.Error() + ")"
+				return msg + "; last attempt: " + detail(e.Key, qe)
 			}
 		}
 	}
@@ -67,27 +69,18 @@ type busyError struct {
 	err error
 }
 
-func (e *busyError) Error() string   { return fmt.Sprintf("redmutex: key %q: already locked", e.key) }
+func (e *busyError) Error() string   { return fmt.Sprintf("redmutex: lock %q: already locked", e.key) }
 func (e *busyError) Unwrap() []error { return []error{ErrAlreadyLocked, e.err} }
 
-// busy reports whether a failed acquisition failed because a majority of
-// the group answered that the key exists (rather than because masters
-// failed to answer or the caller's context ended).
+// busy reports whether a failed acquisition failed because the key is held
+// (redlock's QuorumError.Busy: masters answering "no" decided it) rather
+// than because masters failed to answer or the caller's context ended.
 func busy(err error) bool {
-	if !errors.Is(err, redlock.ErrNotObtained) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return false
-	}
 	var qe *redlock.QuorumError
-	if !errors.As(err, &qe) {
+	if !errors.As(err, &qe) || !qe.Busy() {
 		return false
 	}
-	no := 0
-	for _, v := range qe.Votes {
-		if v.Answered && !v.OK && v.Err == nil {
-			no++
-		}
-	}
-	return no >= qe.Quorum
+	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 
 // acquireError maps a failed TryLock of key.
@@ -99,18 +92,57 @@ func acquireError(key string, err error) error {
 	if errors.As(err, &ie) || errors.Is(err, redlock.ErrClosed) {
 		return err
 	}
-	return fmt.Errorf("redmutex: acquire %q: %w", key, err)
+	return &keyError{op: "acquire", key: key, err: err}
 }
 
 // releaseError maps a failed release of key's lock (Lock.Release or
 // Client.ReleaseToken).
 func releaseError(key string, err error) error {
 	if errors.Is(err, redlock.ErrNotHeld) {
-		return fmt.Errorf("%w: %q: %w", ErrUnlockFailed, key, err)
+		return &keyError{op: "release", key: key, also: ErrUnlockFailed, err: err}
 	}
 	var ie *redlock.InputError
 	if errors.As(err, &ie) || errors.Is(err, redlock.ErrClosed) {
 		return err
 	}
-	return fmt.Errorf("redmutex: release %q: %w", key, err)
+	return &keyError{op: "release", key: key, err: err}
+}
+
+// keyError restates redlock's error about key as redmutex's: one line that
+// says the key once ("redmutex: release \"k\": unlock failed: not held (…)"),
+// with redlock's error (and also, e.g. ErrUnlockFailed) reachable by
+// errors.Is and errors.As.
+type keyError struct {
+	op, key string
+	also    error // ErrUnlockFailed, or nil
+	err     error
+}
+
+func (e *keyError) Error() string {
+	s := fmt.Sprintf("redmutex: %s %q: ", e.op, e.key)
+	if errors.Is(e.also, ErrUnlockFailed) {
+		s += "unlock failed: "
+	}
+	return s + detail(e.key, e.err)
+}
+
+func (e *keyError) Unwrap() []error {
+	if e.also != nil {
+		return []error{e.also, e.err}
+	}
+	return []error{e.err}
+}
+
+// detail is err's message without redlock's `redlock: <op> "<key>": `
+// prefix: what happened, not again whom it happened to.
+func detail(key string, err error) string {
+	msg := err.Error()
+	rest, ok := strings.CutPrefix(msg, "redlock: ")
+	if !ok {
+		return msg
+	}
+	if _, after, found := strings.Cut(rest, " "+strconv.Quote(key)+": "); found {
+		return after
+	}
+	return msg
 }

@@ -82,7 +82,7 @@ func ExampleSynchronize() {
 	_ = m.Release(ctx, lock)
 	// Output:
 	// completed <nil>
-	// redmutex: key "red_mutex_lock": already locked
+	// redmutex: lock "red_mutex_lock": already locked
 	// true
 }
 
@@ -156,7 +156,7 @@ func ExampleLocker_WithLock() {
 	err = mutex.WithLock(ctx, "my_key", func(ctx context.Context) error {
 		motto = "Quando omni flunkus moritati"
 		return nil
-	}, redmutex.WithTimeout(500*time.Millisecond), redmutex.WithExpiry(time.Second))
+	}, redmutex.WithTimeout(500*time.Millisecond), redmutex.WithExpiration(time.Second))
 	fmt.Println(motto, err)
 	// Output:
 	// Quando omni flunkus moritati <nil>

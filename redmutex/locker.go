@@ -10,9 +10,9 @@ import (
 
 // Defaults of WithLock and LockerOptions.
 const (
-	DefaultTimeout       = 40 * time.Second
-	DefaultExpiry        = 20 * time.Second
-	DefaultRetryInterval = 20 * time.Millisecond
+	DefaultTimeout        = 40 * time.Second
+	DefaultLockExpiration = 20 * time.Second
+	DefaultRetryInterval  = 20 * time.Millisecond
 )
 
 // LockerOptions configures a Locker. Exactly one of Addr and Client is set.
@@ -87,17 +87,17 @@ func (lk *Locker) Close() error {
 type LockOption func(*lockOptions)
 
 type lockOptions struct {
-	timeout time.Duration
-	expiry  time.Duration
+	timeout    time.Duration
+	expiration time.Duration
 }
 
 // WithTimeout sets how long WithLock waits for the lock (default 40 s). Zero
 // or less makes a single attempt.
 func WithTimeout(d time.Duration) LockOption { return func(o *lockOptions) { o.timeout = d } }
 
-// WithExpiry sets the lock's expiry: past it, the key expires even if fn
+// WithExpiration sets the lock's expiration: past it, the key expires even if fn
 // still runs, and another caller can enter (default 20 s).
-func WithExpiry(d time.Duration) LockOption { return func(o *lockOptions) { o.expiry = d } }
+func WithExpiration(d time.Duration) LockOption { return func(o *lockOptions) { o.expiration = d } }
 
 // errTimedOut is the cause of the context that bounds WithLock's wait.
 var errTimedOut = errors.New("redmutex: WithLock timeout")
@@ -105,21 +105,21 @@ var errTimedOut = errors.New("redmutex: WithLock timeout")
 // WithLock takes the lock on key, waiting up to the timeout (WithTimeout,
 // default 40 s) while the key is held or the server does not answer, runs
 // fn, and releases the lock whatever happens: on return, on error and on
-// panic, which then propagates. The key expires after the expiry
-// (WithExpiry, default 20 s) if it is not released before.
+// panic, which then propagates. The key expires after the expiration
+// (WithExpiration, default 20 s) if it is not released before.
 //
 // When the timeout passes first, fn does not run and WithLock returns a
 // *TimeoutError (errors.Is(err, ErrTimeout)) naming the key and the
 // timeout. When ctx ends first, it returns redlock.ErrNotObtained joined
 // with ctx's error. fn's context ends, with cause redlock.ErrLockLost, when
-// the lock's validity runs out (just before the expiry). WithLock returns
+// the lock's validity runs out (just before the expiration). WithLock returns
 // fn's error; when fn succeeded but the release failed (the lock had
 // expired: ErrUnlockFailed), that error.
 func (lk *Locker) WithLock(ctx context.Context, key string, fn func(ctx context.Context) error, opts ...LockOption) error {
 	if fn == nil {
 		return &redlock.InputError{Arg: "fn", Reason: "nil"}
 	}
-	o := lockOptions{timeout: DefaultTimeout, expiry: DefaultExpiry}
+	o := lockOptions{timeout: DefaultTimeout, expiration: DefaultLockExpiration}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -133,7 +133,7 @@ func (lk *Locker) WithLock(ctx context.Context, key string, fn func(ctx context.
 // wait acquires key within o.timeout.
 func (lk *Locker) wait(ctx context.Context, key string, o lockOptions) (*redlock.Lock, error) {
 	if o.timeout <= 0 {
-		l, err := lk.c.TryLock(ctx, key, o.expiry)
+		l, err := lk.c.TryLock(ctx, key, o.expiration)
 		if err != nil && errors.Is(err, redlock.ErrNotObtained) && ctx.Err() == nil {
 			return nil, &TimeoutError{Key: key, Timeout: 0, Last: err}
 		}
@@ -143,7 +143,7 @@ func (lk *Locker) wait(ctx context.Context, key string, o lockOptions) (*redlock
 	defer cancel()
 	var timer *time.Timer
 	for {
-		l, err := lk.c.Lock(tctx, key, o.expiry)
+		l, err := lk.c.Lock(tctx, key, o.expiration)
 		if err == nil {
 			return l, nil
 		}

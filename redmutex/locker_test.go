@@ -46,7 +46,7 @@ func TestWithLockRunsAndReleases(t *testing.T) {
 			t.Error("fn runs without the key set")
 		}
 		if ms := pttl(t, s, "my_key"); ms <= 10_000 || ms > 20_000 {
-			t.Errorf("PTTL = %d ms, want the 20 s default expiry", ms)
+			t.Errorf("PTTL = %d ms, want the 20 s default expiration", ms)
 		}
 		if _, ok := ctx.Deadline(); !ok {
 			t.Error("fn's context has no deadline (the lock's validity)")
@@ -61,10 +61,10 @@ func TestWithLockRunsAndReleases(t *testing.T) {
 	}
 	err = lk.WithLock(ctx, "my_key", func(context.Context) error {
 		if ms := pttl(t, s, "my_key"); ms <= 0 || ms > 1_000 {
-			t.Errorf("PTTL = %d ms, want the 1 s expiry", ms)
+			t.Errorf("PTTL = %d ms, want the 1 s expiration", ms)
 		}
 		return nil
-	}, WithExpiry(time.Second), WithTimeout(500*time.Millisecond))
+	}, WithExpiration(time.Second), WithTimeout(500*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,8 +72,8 @@ func TestWithLockRunsAndReleases(t *testing.T) {
 		t.Fatal("nil fn accepted")
 	}
 	var ie *redlock.InputError
-	if err := lk.WithLock(ctx, "my_key", func(context.Context) error { return nil }, WithExpiry(0)); !errors.As(err, &ie) {
-		t.Fatalf("zero expiry = %v, want a *redlock.InputError", err)
+	if err := lk.WithLock(ctx, "my_key", func(context.Context) error { return nil }, WithExpiration(0)); !errors.As(err, &ie) {
+		t.Fatalf("zero expiration = %v, want a *redlock.InputError", err)
 	}
 	if err := lk.WithLock(ctx, "", func(context.Context) error { return nil }); !errors.As(err, &ie) {
 		t.Fatalf("empty key = %v, want a *redlock.InputError", err)
@@ -226,8 +226,8 @@ func TestWithLockServerDown(t *testing.T) {
 	}
 }
 
-// fn's context ends when the expiry passes; the release then fails.
-func TestWithLockExpiryCancelsFn(t *testing.T) {
+// fn's context ends when the expiration passes; the release then fails.
+func TestWithLockExpirationCancelsFn(t *testing.T) {
 	s := server(t)
 	lk := newLocker(t, s)
 	err := lk.WithLock(context.Background(), "my_key", func(ctx context.Context) error {
@@ -235,9 +235,9 @@ func TestWithLockExpiryCancelsFn(t *testing.T) {
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		case <-time.After(10 * time.Second):
-			return errors.New("fn's context outlived the expiry")
+			return errors.New("fn's context outlived the expiration")
 		}
-	}, WithExpiry(200*time.Millisecond))
+	}, WithExpiration(200*time.Millisecond))
 	if !errors.Is(err, redlock.ErrLockLost) {
 		t.Fatalf("WithLock = %v, want redlock.ErrLockLost", err)
 	}
@@ -246,7 +246,7 @@ func TestWithLockExpiryCancelsFn(t *testing.T) {
 		<-ctx.Done()
 		eventually(t, 5*time.Second, "the key expires", func() bool { return get(t, s, "my_key") == "" })
 		return nil
-	}, WithExpiry(200*time.Millisecond))
+	}, WithExpiration(200*time.Millisecond))
 	if !errors.Is(err, ErrUnlockFailed) {
 		t.Fatalf("WithLock = %v, want ErrUnlockFailed", err)
 	}

@@ -62,7 +62,7 @@ func get(t *testing.T, s *redisproc.Server, key string) string {
 }
 
 // pttl reads key's remaining time to live on s, in milliseconds (negative
-// when the key is absent or has no expiry).
+// when the key is absent or has no expiration).
 func pttl(t *testing.T, s *redisproc.Server, key string) int {
 	t.Helper()
 	v, err := s.Do(context.Background(), "PTTL", key)

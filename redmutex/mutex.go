@@ -111,7 +111,7 @@ func (m *Mutex) Exists(ctx context.Context) (bool, error) {
 		if errors.As(err, &ie) || errors.Is(err, redlock.ErrClosed) {
 			return false, err
 		}
-		return false, fmt.Errorf("redmutex: exists %q: %w", m.key, err)
+		return false, &keyError{op: "exists", key: m.key, err: err}
 	}
 	return ok, nil
 }

@@ -194,7 +194,7 @@ func TestReleaseAfterTakeover(t *testing.T) {
 
 // A holder that crashes without releasing blocks the key only until its
 // expiration.
-func TestExpiryFreesCrashedHolder(t *testing.T) {
+func TestExpirationFreesCrashedHolder(t *testing.T) {
 	s := server(t)
 	crashed := newMutex(t, s, "job", 300*time.Millisecond)
 	other := newMutex(t, s, "job", time.Minute)

@@ -413,20 +413,20 @@ func (r *report) findings() []string {
 		return 0
 	}
 	if miss(0) || miss(1) {
-		out = append(out, fmt.Sprintf("Latency, one goroutine (%s vs floor %s): every command crosses two goroutine hand-offs in the client — the caller enqueues it on the master's writer (redlock/node.go `submit` → `writeLoop`/`exec`) and waits for the answer on the fan-out's channel (redlock/quorum.go `fanout`) — where the floor's per-master goroutine calls go-redis directly. A single caller pays both on every command; sending inline when the writer's queue is empty would remove them.",
+		out = append(out, fmt.Sprintf("Latency, one goroutine (%s vs floor %s): every command crosses two goroutine hand-offs in the client — the caller enqueues it on the master's writer (redlock/writer.go `submit` → `writeLoop`/`exec`) and waits for the answer on the fan-out's channel (redlock/quorum.go `fanout`) — where the floor's per-master goroutine calls go-redis directly. A single caller pays both on every command; sending inline when the writer's queue is empty would remove them.",
 			us(p50(r.Latency, "quorumlock")), us(p50(r.Latency, "floor"))))
 	}
 	if miss(2) {
-		out = append(out, "Slow master: quorumlock should return at quorum (redlock/quorum.go `fanout` breaks out as soon as a quorum said yes); a p50 above 1.2× the floor means the slow master's commands delayed the others — look for shared state between the masters' writers in redlock/node.go.")
+		out = append(out, "Slow master: quorumlock should return at quorum (redlock/quorum.go `fanout` breaks out as soon as a quorum said yes); a p50 above 1.2× the floor means the slow master's commands delayed the others — look for shared state between the masters' writers in redlock/writer.go.")
 	}
 	if miss(3) || miss(4) {
-		out = append(out, "Throughput below target: quorumlock's throughput comes from batching (commands per pipeline, printed by `redlock bench`): the writers in redlock/node.go (`writeLoop`, two per master with the default PoolSize 2) send whatever piled up as one pipeline. With 32 goroutines × 5 masters the batches are small and every pipeline still costs the writer a wake-up, a pool acquire and a syscall pair; when the machine is loaded those per-pipeline costs dominate. Check the per-round columns: a round-to-round spread larger than the gap to the target means the run was too noisy to judge.")
+		out = append(out, "Throughput below target: quorumlock's throughput comes from batching (commands per pipeline, printed by `redlock bench`): the writers in redlock/writer.go (`writeLoop`, two per master with the default PoolSize 2) send whatever piled up as one pipeline. With 32 goroutines × 5 masters the batches are small and every pipeline still costs the writer a wake-up, a pool acquire and a syscall pair; when the machine is loaded those per-pipeline costs dominate. Check the per-round columns: a round-to-round spread larger than the gap to the target means the run was too noisy to judge.")
 	}
 	if miss(5) {
 		out = append(out, "Allocations above half of redsync's: profile `go test -bench LockUnlock -memprofile` in bench/; the per-command go-redis `Cmd` and the fan-out's channel in redlock/quorum.go are the usual sources.")
 	}
 	if miss(6) {
-		out = append(out, fmt.Sprintf("One-master latency (quorumlock-1 %s vs bsm %s vs raw SET %s): a one-master group still goes through the fan-out machinery — redlock/quorum.go `fanout` has no one-master branch, so each command is handed to the master's writer goroutine (redlock/node.go `submit` → `writeLoop` → `exec`: pool acquire, pipeline, reply channel) and back, two goroutine switches per command that bsm, calling go-redis on the caller's goroutine, does not pay. DESIGN.md asks for a one-master group to call its master directly; that path (an inline send when the writer's queue is empty, keeping the writer for concurrent callers) is missing in redlock/: this target needs a change there.",
+		out = append(out, fmt.Sprintf("One-master latency (quorumlock-1 %s vs bsm %s vs raw SET %s): a one-master group already takes the direct path — redlock/quorum.go `fanout` passes direct to redlock/writer.go `submit`, which sends the command on the caller's goroutine when the master's writer queue is empty (concurrent callers still batch through the writer). A p50 above target with that path means the remaining per-command costs dominate: the pool acquire (redlock/pool.go), the go-redis Cmd and the reply decoding; profile `go test -bench LockUnlock -cpuprofile` in bench/ with a one-master group, and check that the run was quiet (the ratios are interleaved, the absolute figures are not).",
 			us(p50(r.OneLatency, "quorumlock-1")), us(p50(r.OneLatency, "bsm/redislock")), us(p50(r.OneLatency, "raw SET"))))
 	}
 	if miss(7) || miss(8) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -36,8 +37,13 @@ Examples:
   redlock bench -slow-master-ms 2 -plot lat.png   # one master 2 ms slower; latency histogram
   redlock bench -cluster "a:1,b:1,c:1;d:1,e:1,f:1" -json`
 
-// maxBenchDuration is the hard cap of -duration.
-const maxBenchDuration = time.Hour
+// maxBenchDuration is the hard cap of -duration; minBenchDuration the
+// shortest run that measures anything (the fleet's pools and scripts are
+// warmed up first, but a run must still outlast a few scheduler ticks).
+const (
+	maxBenchDuration = time.Hour
+	minBenchDuration = 100 * time.Millisecond
+)
 
 type benchOpts struct {
 	fleetFlags
@@ -65,7 +71,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	f.fs.IntVar(&o.concurrency, "concurrency", 32, "goroutines running cycles")
 	f.fs.IntVar(&o.resources, "resources", 1024, "distinct resources: 1 = everyone contends for one; ≥ concurrency = no two goroutines share one")
 	f.fs.DurationVar(&o.ttl, "ttl", 10*time.Second, "lock TTL")
-	f.fs.DurationVar(&o.duration, "duration", 5*time.Second, "how long to run (hard cap; at most 1h)")
+	f.fs.DurationVar(&o.duration, "duration", 5*time.Second, "how long to run (100ms..1h; with -ops and no -duration: up to 1h, until the ops are done)")
 	f.fs.Int64Var(&o.ops, "ops", 0, "stop after this many cycles (0: only -duration bounds the run)")
 	f.fs.DurationVar(&o.hold, "hold", 0, "time to hold each lock before releasing it (not counted in the latency)")
 	f.fs.BoolVar(&o.try, "try", false, "one attempt per cycle (TryLock) instead of Lock with retries")
@@ -81,8 +87,20 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if f.fs.NArg() > 0 {
 		return f, usagef("unexpected argument %q", f.fs.Arg(0))
 	}
+	set := setFlags(f.fs)
+	if o.ops > 0 && !set["duration"] {
+		o.duration = maxBenchDuration // bounded by -ops (and, as always, by the 1h cap)
+	}
 	if err := o.validate(); err != nil {
 		return f, err
+	}
+	if err := o.embeddedFlags.onlyEmbedded(set, o.fleetFlags, getenv); err != nil {
+		return f, err
+	}
+	if o.plot != "" {
+		if err := checkWritable(o.plot); err != nil {
+			return f, usagef("-plot %s: %v", o.plot, err)
+		}
 	}
 	return f, runBench(ctx, o, stdout, stderr, getenv)
 }
@@ -101,8 +119,8 @@ func (o *benchOpts) validate() error {
 		return usagef("-resources %d: want at least 1", o.resources)
 	case o.ttl <= 0:
 		return usagef("-ttl %v: must be positive", o.ttl)
-	case o.duration <= 0 || o.duration > maxBenchDuration:
-		return usagef("-duration %v: want a positive duration of at most %v", o.duration, maxBenchDuration)
+	case o.duration < minBenchDuration || o.duration > maxBenchDuration:
+		return usagef("-duration %v: want %v to %v", o.duration, minBenchDuration, maxBenchDuration)
 	case o.ops < 0:
 		return usagef("-ops %d: must not be negative", o.ops)
 	case o.hold < 0 || o.hold >= o.ttl:
@@ -143,10 +161,18 @@ type fleetInfo struct {
 	Addrs        [][]string `json:"addrs"`
 }
 
+// errorCounts counts failed cycles. not_obtained splits as the lock's
+// *redlock.QuorumError says: busy (held by another goroutine), no_quorum
+// (masters failed or did not answer within -node-timeout) and
+// validity_ran_out (the attempt took longer than the TTL allows).
 type errorCounts struct {
-	NotObtained int64  `json:"not_obtained"`
-	Other       int64  `json:"other"`
-	FirstOther  string `json:"first_other,omitempty"`
+	NotObtained    int64  `json:"not_obtained"`
+	Busy           int64  `json:"busy"`
+	NoQuorum       int64  `json:"no_quorum"`
+	ValidityRanOut int64  `json:"validity_ran_out"`
+	Other          int64  `json:"other"`
+	FirstOther     string `json:"first_other,omitempty"`
+	FirstNoQuorum  string `json:"first_no_quorum,omitempty"`
 }
 
 type percentiles struct {
@@ -205,6 +231,13 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer, getenv
 		defer e.stop()
 		groups, info.Source, info.Embedded = e.groups, "embedded", e.kind
 		note("redlock bench: no servers given: %s", e)
+		if e.mini {
+			fmt.Fprintf(stderr, "redlock bench: warning: %s\n", miniredisWarning)
+			if o.nodeTimeout == 0 {
+				o.nodeTimeout = miniredisNodeTimeout
+				note("redlock bench: -node-timeout %v for miniredis (give -node-timeout to change it)", miniredisNodeTimeout)
+			}
+		}
 	}
 	info.Groups = len(groups)
 	for _, g := range groups {
@@ -241,9 +274,16 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer, getenv
 	for i := range names {
 		names[i] = "redlock-bench:" + run + ":" + strconv.Itoa(i)
 	}
-	// Warm-up: dial the pools, load the scripts (not measured).
-	if l, err := c.Lock(sctx, names[0], o.ttl); err == nil {
+	// Warm-up: dial the pools, load the scripts (not measured). A TTL the
+	// client refuses (consumed by the drift allowance) is refused here,
+	// before the run, as run refuses it.
+	if l, err := c.TryLock(sctx, names[0], o.ttl); err == nil {
 		_ = l.Release(context.WithoutCancel(sctx))
+	} else if ie := (*redlock.InputError)(nil); errors.As(err, &ie) {
+		return usagef("-ttl %v: %s", o.ttl, ie.Reason)
+	} else if qe := (*redlock.QuorumError)(nil); errors.As(err, &qe) && qe.ValidityRanOut {
+		fmt.Fprintf(stderr, "redlock bench: warning: -ttl %v is too short for this fleet: a lock+unlock took %v, leaving no validity; expect \"validity ran out\" errors\n",
+			o.ttl, qe.Took.Round(time.Microsecond))
 	}
 
 	before := c.MasterStats()
@@ -252,8 +292,8 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer, getenv
 		res.Mode = "TryLock"
 	}
 	var cycle, lockH, relH latency.Histogram
-	var claimed, okOps, notObtained, other atomic.Int64
-	var firstOther atomic.Pointer[string]
+	var claimed, okOps, notObtained, busy, noQuorum, ranOut, other atomic.Int64
+	var firstOther, firstNoQuorum atomic.Pointer[string]
 	countOther := func(err error) {
 		other.Add(1)
 		s := oneLine(err.Error())
@@ -303,6 +343,18 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer, getenv
 					}
 					if errors.Is(err, redlock.ErrNotObtained) {
 						notObtained.Add(1)
+						var qe *redlock.QuorumError
+						switch {
+						case !errors.As(err, &qe):
+						case qe.ValidityRanOut:
+							ranOut.Add(1)
+						case qe.Unavailable():
+							noQuorum.Add(1)
+							s := oneLine(err.Error())
+							firstNoQuorum.CompareAndSwap(nil, &s)
+						case qe.Busy():
+							busy.Add(1)
+						}
 					} else {
 						countOther(err)
 					}
@@ -348,9 +400,12 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer, getenv
 	}
 	res.ElapsedS = elapsed.Seconds()
 	res.Ops = okOps.Load()
-	res.Errors = errorCounts{NotObtained: notObtained.Load(), Other: other.Load()}
+	res.Errors = errorCounts{NotObtained: notObtained.Load(), Busy: busy.Load(), NoQuorum: noQuorum.Load(), ValidityRanOut: ranOut.Load(), Other: other.Load()}
 	if p := firstOther.Load(); p != nil {
 		res.Errors.FirstOther = *p
+	}
+	if p := firstNoQuorum.Load(); p != nil {
+		res.Errors.FirstNoQuorum = *p
 	}
 	res.Throughput = float64(res.Ops) / elapsed.Seconds()
 	res.Cycle, res.Lock, res.Release = toPercentiles(&cycle), toPercentiles(&lockH), toPercentiles(&relH)
@@ -374,22 +429,49 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer, getenv
 		res.Batching.CommandsPerPipeline = float64(res.Batching.Commands) / float64(res.Batching.Pipelines)
 	}
 
-	if o.plot != "" {
-		if err := writeHistogram(o.plot, &cycle, res); err != nil {
-			return fmt.Errorf("-plot: %w", err)
-		}
-		note("redlock bench: latency histogram written to %s", o.plot)
-	}
+	// The results first: a plot that cannot be written loses nothing.
 	if o.json {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		if err := enc.Encode(res); err != nil {
+			return err
+		}
+	} else {
+		printBench(stdout, res)
 	}
-	printBench(stdout, res)
+	if o.plot != "" {
+		if err := writeHistogram(o.plot, &cycle, res); err != nil {
+			return fmt.Errorf("-plot: %w (the results are above)", err)
+		}
+		note("redlock bench: latency histogram written to %s", o.plot)
+	}
 	if res.Ops == 0 && res.Errors.NotObtained+res.Errors.Other > 0 {
 		return fmt.Errorf("no cycle succeeded")
 	}
 	return nil
+}
+
+// checkWritable checks, before a run, that path can be written: an existing
+// file is opened for writing (not truncated), a new one is tried as a
+// temporary file beside it (and removed).
+func checkWritable(path string) error {
+	if st, err := os.Stat(path); err == nil {
+		if st.IsDir() {
+			return errors.New("is a directory")
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		return f.Close()
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".redlock-plot-*")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	_ = f.Close()
+	return os.Remove(name)
 }
 
 // resourcesOf returns the indexes of the resources goroutine w cycles
@@ -482,8 +564,8 @@ func printBench(w io.Writer, r benchResult) {
 		fleet += fmt.Sprintf(", first master of each group +%d ms", r.Fleet.SlowMasterMs)
 	}
 	fmt.Fprintf(w, "fleet        %s\n", fleet)
-	fmt.Fprintf(w, "load         %d goroutines, %d resources, ttl %v, %s, %.2fs (stopped by %s)\n\n",
-		r.Concurrency, r.Resources, time.Duration(r.TTLMs)*time.Millisecond, r.Mode, r.ElapsedS, r.Stopped)
+	fmt.Fprintf(w, "load         %s, %s, ttl %v, %s, %.2fs (stopped by %s)\n\n",
+		plural(r.Concurrency, "goroutine"), plural(r.Resources, "resource"), time.Duration(r.TTLMs)*time.Millisecond, r.Mode, r.ElapsedS, r.Stopped)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "\tcycle (lock+unlock)\tlock\tunlock\t\n")
@@ -501,7 +583,11 @@ func printBench(w io.Writer, r benchResult) {
 
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "ops\t%d lock+unlock cycles\n", r.Ops)
-	fmt.Fprintf(tw, "errors\t%d (not obtained %d, other %d)\n", r.Errors.NotObtained+r.Errors.Other, r.Errors.NotObtained, r.Errors.Other)
+	fmt.Fprintf(tw, "errors\t%d (not obtained %d: busy %d, no quorum %d, validity ran out %d; other %d)\n", r.Errors.NotObtained+r.Errors.Other,
+		r.Errors.NotObtained, r.Errors.Busy, r.Errors.NoQuorum, r.Errors.ValidityRanOut, r.Errors.Other)
+	if r.Errors.FirstNoQuorum != "" {
+		fmt.Fprintf(tw, "first no quorum\t%s\n", r.Errors.FirstNoQuorum)
+	}
 	if r.Errors.FirstOther != "" {
 		fmt.Fprintf(tw, "first other error\t%s\n", r.Errors.FirstOther)
 	}
@@ -518,6 +604,14 @@ func printBench(w io.Writer, r benchResult) {
 		}
 		_ = tw.Flush()
 	}
+}
+
+// plural is "1 resource" or "n resources".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }
 
 func yesNo(b bool) string {

@@ -52,9 +52,34 @@ func (ef *embeddedFlags) validate() error {
 	return nil
 }
 
+// onlyEmbedded refuses the embedded fleet's flags when the fleet is given
+// (-servers, -cluster or the environment): they would be silently ignored.
+func (ef *embeddedFlags) onlyEmbedded(set map[string]bool, ff fleetFlags, getenv env) error {
+	fl, err := ff.resolve(getenv)
+	if err != nil || fl == nil {
+		return err
+	}
+	for _, name := range []string{"groups", "masters", "embedded"} {
+		if set[name] {
+			return usagef("-%s sizes the embedded fleet only, and the fleet is given by %s: drop -%s", name, fl.source, name)
+		}
+	}
+	return nil
+}
+
+// miniredisNodeTimeout is the NodeTimeout used with an embedded miniredis
+// fleet unless -node-timeout is given: miniredis answers an order of
+// magnitude slower than redis-server (measured ≈ 18× on lock+unlock), and
+// the default 100 ms would count its slow answers as failed masters.
+const miniredisNodeTimeout = time.Second
+
+// miniredisWarning is printed whenever the embedded fleet is miniredis.
+const miniredisWarning = "miniredis (an in-process Go server) is about 18× slower than redis-server: the latencies measure miniredis, not the client; install redis-server for real numbers"
+
 // embedded is a fleet started by this process on 127.0.0.1.
 type embedded struct {
 	groups [][]string
+	mini   bool   // miniredis servers
 	kind   string // e.g. "redis-server 7.0.15 processes", "in-process miniredis servers"
 	why    string // why miniredis was used, if it was
 	stop   func()
@@ -93,6 +118,7 @@ func startEmbedded(ef embeddedFlags) (*embedded, error) {
 			return nil, fmt.Errorf("embedded fleet: %w", err)
 		}
 		e.kind = "in-process miniredis servers"
+		e.mini = true
 		if ef.kind == "auto" {
 			e.why = "redis-server is not installed"
 		}

@@ -73,6 +73,13 @@ type fleetFlags struct {
 	verbose     bool
 }
 
+// setFlags returns the names of the flags given on the command line.
+func setFlags(fs *flag.FlagSet) map[string]bool {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	return set
+}
+
 func (ff *fleetFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&ff.servers, "servers", "", "one quorum group: comma-separated masters (host:port or redis://[user:pass@]host:port[/db]); default $REDLOCK_SERVERS")
 	fs.StringVar(&ff.cluster, "cluster", "", "several quorum groups: masters comma-separated, groups separated by ';'; default $REDLOCK_CLUSTER")

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strings"
 )
 
@@ -46,6 +47,7 @@ Usage:
                                          run a command while holding a lock (like flock(1))
   redlock status [flags]                 health, latency and pools of every master; each group's share
   redlock help [command]                 this text, or a command's flags
+  redlock version                        the tool's version (also --version, -version)
 
 The fleet (every command):
   -servers "a,b,c"          one quorum group: host:port, redis://[user:pass@]host:port[/db], rediss://...
@@ -67,7 +69,7 @@ func (e *usageError) Error() string { return e.msg }
 
 func usagef(format string, a ...any) error { return &usageError{msg: fmt.Sprintf(format, a...)} }
 
-// exitError carries an exit code other than 1.
+// codeError carries an exit code other than 1.
 type codeError struct {
 	code int
 	err  error
@@ -96,6 +98,9 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer, getenv en
 		fs, err = runCmd(ctx, rest, stdout, stderr, getenv)
 	case "status":
 		fs, err = statusCmd(ctx, rest, stdout, stderr, getenv)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, version())
+		return exitOK
 	case "help", "-h", "-help", "--help":
 		if len(rest) > 0 && rest[0] != "help" {
 			return cli(ctx, []string{rest[0], "-h"}, stdout, stderr, getenv)
@@ -107,6 +112,36 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer, getenv en
 		return exitUsage
 	}
 	return report(name, fs, err, stderr)
+}
+
+// version is "redlock <module version> (<go version>[, <vcs revision>[ modified]])"
+// from the build information: the module's version for a binary built by
+// go install …@version, "(devel)" for one built in a checkout.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "redlock (unknown version: built without module support)"
+	}
+	v := bi.Main.Version
+	if v == "" {
+		v = "(devel)"
+	}
+	extra := []string{bi.GoVersion}
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = " modified"
+			}
+		}
+	}
+	if rev != "" {
+		extra = append(extra, "revision "+rev[:min(12, len(rev))]+modified)
+	}
+	return "redlock " + v + " (" + strings.Join(extra, ", ") + ")"
 }
 
 // report turns a command's error into a message and an exit code.

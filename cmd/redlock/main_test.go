@@ -12,10 +12,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/rs/zerolog"
 
 	"github.com/quorumlock/quorumlock/internal/redisproc"
 	"github.com/quorumlock/quorumlock/redlock"
@@ -440,3 +445,230 @@ func TestRun(t *testing.T) {
 }
 
 var _ = io.Discard
+
+func TestVersion(t *testing.T) {
+	re := regexp.MustCompile(`^redlock \S+ \(go[0-9][^)]*\)\n$`)
+	for _, arg := range []string{"--version", "-version", "version"} {
+		code, stdout, stderr := call(t, nil, arg)
+		if code != exitOK || !re.MatchString(stdout) || stderr != "" {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q", arg, code, stdout, stderr)
+		}
+	}
+	// The built binary reads its own build information.
+	code, out := runBinary(t, nil, "--version")
+	if code != exitOK || !re.MatchString(out) || !strings.Contains(out, runtime.Version()) {
+		t.Errorf("binary --version: exit %d, %q", code, out)
+	}
+	if code, stdout, _ := call(t, nil, "help"); code != exitOK || !strings.Contains(stdout, "--version") {
+		t.Errorf("help does not mention --version:\n%s", stdout)
+	}
+}
+
+// callCtx is call with a context that bounds a command that would spin.
+func callCtx(t *testing.T, d time.Duration, env map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var out, errb bytes.Buffer
+	code = cli(ctx, args, &out, &errb, func(k string) string { return env[k] })
+	return code, out.String(), errb.String()
+}
+
+// TestBenchRefusesBeforeRunning: what would make a run useless is refused
+// before it starts (exit 2, one clear line), never after.
+func TestBenchRefusesBeforeRunning(t *testing.T) {
+	servers := redisproc.StartT(t, 3, redisproc.Options{})
+	list := strings.Join(redisproc.Addrs(servers), ",")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-plot", "/etc/hostname/lat.png"}, "-plot /etc/hostname/lat.png: "},
+		{[]string{"-plot", t.TempDir()}, "is a directory"},
+		{[]string{"-servers", list, "-ttl", "1ms", "-duration", "10m"}, "-ttl 1ms: 1ms is consumed by the clock-drift allowance"},
+		{[]string{"-duration", "1ns"}, "-duration 1ns: want 100ms to 1h0m0s"},
+		{[]string{"-servers", list, "-masters", "3"}, "-masters sizes the embedded fleet only, and the fleet is given by -servers: drop -masters"},
+		{[]string{"-servers", list, "-embedded", "miniredis"}, "-embedded sizes the embedded fleet only"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			// A run that spins would be cut by this context and exit 0 or 1.
+			code, stdout, stderr := callCtx(t, 60*time.Second, nil, append([]string{"bench"}, tc.args...)...)
+			if code != exitUsage || !strings.Contains(stderr, tc.want) || stdout != "" {
+				t.Fatalf("exit %d (want %d), stdout %q, stderr:\n%s", code, exitUsage, stdout, stderr)
+			}
+			noStackTrace(t, stderr)
+		})
+	}
+	// The same rule for status and the environment.
+	code, _, stderr := call(t, map[string]string{"REDLOCK_SERVERS": list}, "status", "-groups", "2")
+	if code != exitUsage || !strings.Contains(stderr, "-groups sizes the embedded fleet only, and the fleet is given by REDLOCK_SERVERS") {
+		t.Fatalf("status -groups with REDLOCK_SERVERS: exit %d\n%s", code, stderr)
+	}
+}
+
+// TestBenchPlotWriteFailsAfterRun: a plot that cannot be written at the end
+// (a full device) still leaves the results on stdout.
+func TestBenchPlotWriteFailsAfterRun(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full on this system")
+	}
+	code, stdout, stderr := call(t, nil, "bench", "-ops", "20", "-concurrency", "2", "-json", "-q", "-plot", "/dev/full")
+	if code != exitError || !strings.Contains(stderr, "-plot: ") || !strings.Contains(stderr, "the results are above") {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
+	}
+	var r benchResult
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil || r.Ops+r.Errors.NotObtained+r.Errors.Other != 20 {
+		t.Fatalf("results lost (%v): %s", err, stdout)
+	}
+}
+
+// TestBenchOpsWithoutDuration: -ops alone bounds the run by ops (not by the
+// default 5 s), and the table says 1 goroutine, 1 resource.
+func TestBenchOpsWithoutDuration(t *testing.T) {
+	code, stdout, stderr := call(t, nil, "bench", "-ops", "40", "-concurrency", "1", "-resources", "1", "-q")
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if !regexp.MustCompile(`load +1 goroutine, 1 resource, ttl 10s, Lock, .*\(stopped by ops\)`).MatchString(stdout) ||
+		!regexp.MustCompile(`\nops +40 lock\+unlock cycles\n`).MatchString(stdout) {
+		t.Fatalf("table:\n%s", stdout)
+	}
+	code, stdout, _ = call(t, nil, "bench", "-ops", "30", "-concurrency", "3", "-json", "-q")
+	var r benchResult
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil || code != exitOK {
+		t.Fatalf("exit %d, %v: %s", code, err, stdout)
+	}
+	if r.Stopped != "ops" || r.Ops+r.Errors.NotObtained+r.Errors.Other != 30 {
+		t.Fatalf("stopped by %s after %d ops and %+v", r.Stopped, r.Ops, r.Errors)
+	}
+}
+
+// TestBenchMiniredisWarns: the miniredis fallback says what it measures and
+// runs with a NodeTimeout it can meet: no master counts as failed.
+func TestBenchMiniredisWarns(t *testing.T) {
+	code, stdout, stderr := call(t, nil, "bench", "-embedded", "miniredis", "-masters", "3", "-ops", "60", "-concurrency", "4", "-json")
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	if !strings.Contains(stderr, "warning: miniredis (an in-process Go server) is about 18× slower than redis-server") ||
+		!strings.Contains(stderr, "-node-timeout 1s for miniredis") {
+		t.Errorf("stderr:\n%s", stderr)
+	}
+	var r benchResult
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Errors.NoQuorum != 0 || r.Errors.Other != 0 || r.Ops == 0 {
+		t.Errorf("errors with miniredis: %+v (%d ops)", r.Errors, r.Ops)
+	}
+}
+
+// TestStatusJSONNaming: one naming scheme (snake_case keys, durations in
+// float milliseconds under *_ms keys) and null for a down master's ping.
+func TestStatusJSONNaming(t *testing.T) {
+	servers := redisproc.StartT(t, 3, redisproc.Options{})
+	if err := servers[1].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_, stdout, stderr := call(t, nil, "status", "-json", "-servers", strings.Join(redisproc.Addrs(servers), ","))
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
+		t.Fatalf("%v\n%s\n%s", err, stdout, stderr)
+	}
+	snake := regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				if !snake.MatchString(k) {
+					t.Errorf("key %s.%s is not snake_case", path, k)
+				}
+				walk(path+"."+k, x)
+			}
+		case []any:
+			for i, x := range v {
+				walk(fmt.Sprintf("%s[%d]", path, i), x)
+			}
+		}
+	}
+	walk("", doc)
+	masters := doc["masters"].([]any)
+	for i, m := range masters {
+		m := m.(map[string]any)
+		ping, present := m["ping_ms"]
+		if !present {
+			t.Fatalf("master %d has no ping_ms: %v", i, m)
+		}
+		if i == 1 {
+			if ping != nil || m["up"] != false {
+				t.Errorf("the killed master: ping_ms %v up %v, want null and false", ping, m["up"])
+			}
+			continue
+		}
+		if p, ok := ping.(float64); !ok || p <= 0 || p > 10_000 {
+			t.Errorf("master %d: ping_ms %v, want milliseconds", i, ping)
+		}
+		pool := m["pool"].(map[string]any)
+		if _, ok := pool["acquire_wait_ms"].(float64); !ok {
+			t.Errorf("master %d: pool %v lacks acquire_wait_ms", i, pool)
+		}
+	}
+}
+
+// TestRunValidityRanOut: a TTL too short for the fleet's round trips is
+// not "held by someone else": run says what happened and what to do.
+func TestRunValidityRanOut(t *testing.T) {
+	servers := redisproc.StartT(t, 3, redisproc.Options{})
+	tox := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
+	var addrs []string
+	for i, s := range servers {
+		p := toxiproxy.NewProxy(tox, fmt.Sprint("slow", i), "127.0.0.1:0", s.Addr())
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Stop)
+		if _, err := p.Toxics.AddToxicJson(strings.NewReader(`{"name":"slow","type":"latency","stream":"downstream","attributes":{"latency":20}}`)); err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, p.Listen)
+	}
+	code, out := runBinary(t, nil, "run", "-servers", strings.Join(addrs, ","), "-resource", "r", "-ttl", "5ms",
+		"-node-timeout", "5s", "-dial-timeout", "5s", "--", "true")
+	if code != exitNotObtained || !strings.Contains(out, `lock "r" not obtained: a quorum said yes, but the attempt took`) ||
+		!strings.Contains(out, "use a longer -ttl") || strings.Contains(out, "someone else") {
+		t.Fatalf("exit %d (want %d):\n%s", code, exitNotObtained, out)
+	}
+	// run's retry interval is the library's.
+	if _, stdout, _ := call(t, nil, "run", "-h"); !strings.Contains(stdout, "(default "+redlock.DefaultRetryInterval.String()+")") {
+		t.Errorf("run -h: -retry-interval default is not the library's %v:\n%s", redlock.DefaultRetryInterval, stdout)
+	}
+}
+
+// TestStatusMisconfigured: a master that refuses the configuration is shown
+// as misconfigured (redlock.IsPermanent), not merely down.
+func TestStatusMisconfigured(t *testing.T) {
+	servers := redisproc.StartT(t, 3, redisproc.Options{})
+	list := servers[0].Addr() + "," + servers[1].Addr() + ",redis://" + servers[2].Addr() + "/99"
+	code, stdout, stderr := call(t, nil, "status", "-servers", list)
+	if code != exitError {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var row string
+	for _, line := range strings.Split(stdout, "\n") {
+		if strings.Contains(line, servers[2].Addr()) && strings.Contains(line, "/99") {
+			row = line
+		}
+	}
+	if !strings.Contains(row, "MISCONFIGURED") || !strings.Contains(row, "DB index is out of range") {
+		t.Fatalf("the misconfigured master's row: %q\n%s", row, stdout)
+	}
+	_, stdout, _ = call(t, nil, "status", "-json", "-servers", list)
+	var rep statusReport
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Masters[2].Permanent || rep.Masters[0].Permanent || rep.Masters[2].PingMs != nil {
+		t.Fatalf("permanent flags / ping: %+v", rep.Masters)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -56,7 +57,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	f.fs.StringVar(&o.resource, "resource", "", "the resource to lock (required); its Redis key, unless -key-prefix is set")
 	f.fs.DurationVar(&o.ttl, "ttl", 30*time.Second, "lock TTL; the lock is extended every TTL/3 while the command runs")
 	f.fs.DurationVar(&o.wait, "wait", 0, "how long to keep trying when the resource is busy (0: one attempt)")
-	f.fs.DurationVar(&o.retryInterval, "retry-interval", 100*time.Millisecond, "base delay between attempts while waiting (jittered ±50%)")
+	f.fs.DurationVar(&o.retryInterval, "retry-interval", redlock.DefaultRetryInterval, "base delay between attempts while waiting (jittered ±50%; the library's default)")
 	f.fs.DurationVar(&o.grace, "grace", 10*time.Second, "after the lock is lost: time between SIGTERM and SIGKILL to the command")
 	if err := f.parse(args, stdout); err != nil {
 		return f, err
@@ -254,24 +255,46 @@ func acquire(ctx context.Context, c *redlock.Client, o runOpts, sigs <-chan os.S
 	return nil, r.err
 }
 
-// notObtained explains why: busy, or no quorum answered.
+// notObtained explains why: busy, no quorum of masters, or a TTL too short
+// for the fleet (the lock's *redlock.QuorumError decides which).
 func notObtained(o runOpts, err error) error {
 	within := ""
 	if o.wait > 0 {
 		within = fmt.Sprintf(" within %v", o.wait)
 	}
 	var qe *redlock.QuorumError
-	if errors.As(err, &qe) {
-		failed := qe.Failed()
-		if len(qe.Votes)-len(failed) < qe.Quorum {
-			return fmt.Errorf("lock %q not obtained%s: no quorum of masters answered (%d of %d failed, %d needed): %w",
-				o.resource, within, len(failed), len(qe.Votes), qe.Quorum, qe)
-		}
-		return fmt.Errorf("lock %q not obtained%s: it is held by someone else (%d of %d masters said yes, %d needed)",
-			o.resource, within, qe.Yes(), len(qe.Votes), qe.Quorum)
+	if !errors.As(err, &qe) {
+		return fmt.Errorf("lock %q not obtained%s: %w", o.resource, within, err)
 	}
-	return fmt.Errorf("lock %q not obtained%s: %w", o.resource, within, err)
+	var msg string
+	switch {
+	case qe.ValidityRanOut:
+		msg = fmt.Sprintf("a quorum said yes, but the attempt took %v and left no validity of the %v TTL: use a longer -ttl",
+			qe.Took.Round(time.Microsecond), o.ttl)
+	case qe.Unavailable():
+		failed := make([]string, 0, len(qe.Votes))
+		for _, v := range qe.Failed() {
+			failed = append(failed, v.String())
+		}
+		msg = fmt.Sprintf("no quorum of masters answered (%d of %d failed, %d needed: %s)",
+			len(failed), len(qe.Votes), qe.Quorum, strings.Join(failed, ", "))
+	case qe.Busy():
+		msg = fmt.Sprintf("it is held by someone else (%d of %d masters said yes, %d needed)", qe.Yes(), len(qe.Votes), qe.Quorum)
+	default:
+		return fmt.Errorf("lock %q not obtained%s: %w", o.resource, within, err)
+	}
+	return &wrapped{msg: fmt.Sprintf("lock %q not obtained%s: %s", o.resource, within, msg), err: err}
 }
+
+// wrapped is an error that says msg and wraps err (which msg already
+// summarizes: the text is not repeated).
+type wrapped struct {
+	msg string
+	err error
+}
+
+func (e *wrapped) Error() string { return e.msg }
+func (e *wrapped) Unwrap() error { return e.err }
 
 func releaseQuietly(ctx context.Context, _ *redlock.Client, l *redlock.Lock) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)

@@ -45,6 +45,9 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if err := o.fleetFlags.validate(); err != nil {
 		return f, err
 	}
+	if err := o.embeddedFlags.onlyEmbedded(setFlags(f.fs), o.fleetFlags, getenv); err != nil {
+		return f, err
+	}
 	if err := o.embeddedFlags.validate(); err != nil {
 		return f, err
 	}
@@ -63,18 +66,40 @@ type statusReport struct {
 	Total   int            `json:"total"`
 }
 
+// masterStatus is one master's row. Durations are float milliseconds
+// (names end in _ms); ping_ms is null for a master that did not answer.
 type masterStatus struct {
-	Group     int              `json:"group"`
-	Addr      string           `json:"addr"`
-	Up        bool             `json:"up"`
-	PingUs    float64          `json:"ping_us"`
-	Error     string           `json:"error,omitempty"`
-	Pool      redlock.PoolStat `json:"pool"`
-	Commands  int64            `json:"commands"`
-	Pipelines int64            `json:"pipelines"`
-	Failures  int64            `json:"failures"`
-	Downs     int64            `json:"downs"`
+	Group     int        `json:"group"`
+	Addr      string     `json:"addr"`
+	Up        bool       `json:"up"`
+	PingMs    *float64   `json:"ping_ms"`
+	Error     string     `json:"error,omitempty"`
+	Permanent bool       `json:"permanent,omitempty"` // the error is a misconfiguration (redlock.IsPermanent)
+	Pool      poolStatus `json:"pool"`
+	Commands  int64      `json:"commands"`
+	Pipelines int64      `json:"pipelines"`
+	Failures  int64      `json:"failures"`
+	Downs     int64      `json:"downs"`
 }
+
+// poolStatus is redlock.PoolStat in the report's naming.
+type poolStatus struct {
+	Total         int32   `json:"total"`
+	Idle          int32   `json:"idle"`
+	InUse         int32   `json:"in_use"`
+	Constructing  int32   `json:"constructing"`
+	Max           int32   `json:"max"`
+	AcquireCount  int64   `json:"acquire_count"`
+	AcquireWaitMs float64 `json:"acquire_wait_ms"`
+}
+
+func toPoolStatus(p redlock.PoolStat) poolStatus {
+	return poolStatus{Total: p.Total, Idle: p.Idle, InUse: p.InUse, Constructing: p.Constructing, Max: p.Max,
+		AcquireCount: p.AcquireCount, AcquireWaitMs: ms(p.AcquireWait)}
+}
+
+// ms is d in float milliseconds.
+func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
 
 type groupStatus struct {
 	Index   int      `json:"index"`
@@ -101,6 +126,9 @@ func runStatus(ctx context.Context, o statusOpts, stdout, stderr io.Writer, gete
 		defer e.stop()
 		groups, rep.Source = e.groups, "embedded"
 		fmt.Fprintf(stderr, "redlock status: no servers given: showing a demo %s\n", e)
+		if e.mini && o.nodeTimeout == 0 {
+			o.nodeTimeout = miniredisNodeTimeout
+		}
 	}
 	rep.Fleet = describe(groups)
 	cfg := o.config(groups, stderr)
@@ -117,20 +145,23 @@ func runStatus(ctx context.Context, o statusOpts, stdout, stderr io.Writer, gete
 	infos := c.Groups()
 	up := make([]int, len(infos))
 	for i, p := range pings {
-		m := masterStatus{Group: p.Group, Addr: p.Addr, Up: p.Err == nil, PingUs: float64(p.Latency.Nanoseconds()) / 1e3}
+		m := masterStatus{Group: p.Group, Addr: p.Addr, Up: p.Err == nil}
 		if p.Err != nil {
 			m.Error = oneLine(p.Err.Error())
-			var ne *redlock.NodeError
-			if errors.As(p.Err, &ne) {
-				m.Error = oneLine(ne.Err.Error())
+			var me *redlock.MasterError
+			if errors.As(p.Err, &me) {
+				m.Error = oneLine(me.Err.Error())
 			}
+			m.Permanent = redlock.IsPermanent(p.Err)
 		} else {
+			ping := ms(p.Latency)
+			m.PingMs = &ping
 			up[p.Group]++
 			rep.Up++
 		}
 		if i < len(stats) {
 			s := stats[i]
-			m.Pool, m.Commands, m.Pipelines, m.Failures, m.Downs = s.Pool, s.Commands, s.Pipelines, s.Failures, s.Downs
+			m.Pool, m.Commands, m.Pipelines, m.Failures, m.Downs = toPoolStatus(s.Pool), s.Commands, s.Pipelines, s.Failures, s.Downs
 		}
 		rep.Masters = append(rep.Masters, m)
 	}
@@ -168,9 +199,12 @@ func printStatus(w io.Writer, r statusReport) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "GROUP\tMASTER\tSTATE\tPING\tPOOL open/idle/busy/max\tACQUIRES\tCOMMANDS\tPIPELINES\tFAILURES\tDOWNS\tERROR\n")
 	for _, m := range r.Masters {
-		state, ping := "up", fmtUs(m.PingUs)
-		if !m.Up {
-			state, ping = "DOWN", "-"
+		state, ping := "DOWN", "-"
+		if m.Up && m.PingMs != nil {
+			state, ping = "up", fmtUs(*m.PingMs*1e3)
+		}
+		if m.Permanent {
+			state = "MISCONFIGURED"
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d/%d/%d/%d\t%d\t%d\t%d\t%d\t%d\t%s\n", m.Group, m.Addr, state, ping,
 			m.Pool.Total, m.Pool.Idle, m.Pool.InUse, m.Pool.Max, m.Pool.AcquireCount, m.Commands, m.Pipelines, m.Failures, m.Downs, m.Error)
