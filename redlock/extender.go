@@ -23,6 +23,7 @@ type extender struct {
 	running bool
 	kick    chan struct{} // 1-buffered: a lock was added (the period may shrink)
 	sent    atomic.Int64  // renewals sent (tests)
+	ticks   atomic.Int64  // ticks that sent renewals (tests)
 }
 
 // renewal is one auto-extended lock.
@@ -133,6 +134,7 @@ func (e *extender) tick(period time.Duration) {
 	if len(items) == 0 {
 		return
 	}
+	e.ticks.Add(1)
 	// Per master: the indexes of the items whose group it belongs to.
 	type job struct {
 		nd    *node
@@ -236,7 +238,10 @@ func (e *extender) renewOn(nd *node, idx int, items []*item, start time.Time) {
 			continue
 		}
 		if res == nil {
-			if res, err = nd.pool.acquire(context.Background()); err == nil && nd.down.Load() {
+			actx, acancel := context.WithTimeout(context.Background(), e.c.s.NodeTimeout+e.c.s.DialTimeout)
+			res, err = nd.pool.acquire(actx)
+			acancel()
+			if err == nil && nd.down.Load() {
 				res.Release()
 				res, err = nil, nd.downErr()
 			}
