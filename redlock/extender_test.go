@@ -148,6 +148,8 @@ func TestSharedExtender10000(t *testing.T) {
 	cfg := clusterConfig(f)
 	cfg.NodeTimeout = 2 * time.Second // the race detector on a shared 2-core machine
 	cfg.ReleaseTimeout = 20 * time.Second
+	cfg.RetryStrategy = LinearBackoff(100, 100*time.Millisecond) // a master overloaded by 10,000 acquisitions may drop out for a moment
+	cfg.ReconnectInterval = 100 * time.Millisecond
 	c := newClient(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
