@@ -411,7 +411,7 @@ func (c *Client) Await(ctx context.Context, resource string, ttl time.Duration) 
 			d, persistent = c.busyFor(ctx, g, key, h)
 		}
 		if persistent {
-			if e := c.lastAttempt(ctx, resource, err); e != err {
+			if e := c.lastAttempt(ctx, resource, err); e != err { //nolint:errorlint // identity: did lastAttempt replace err?
 				return nil, e // a key of another type: not a lock to wait for
 			}
 		}

@@ -218,19 +218,19 @@ func TestAwaitFIFO(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l, err := c.Await(ctx, "fifo", 10*time.Second)
+			wl, err := c.Await(ctx, "fifo", 10*time.Second)
 			if err != nil {
 				t.Error(err)
 				return
 			}
 			who := fmt.Sprint(i)
-			check.enter(t, who, l)
+			check.enter(t, who, wl)
 			mu.Lock()
 			order = append(order, i)
 			mu.Unlock()
 			time.Sleep(5 * time.Millisecond)
 			check.leave(who)
-			if err := l.Release(ctx); err != nil {
+			if err := wl.Release(ctx); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -485,16 +485,16 @@ func TestAwaitMasterDown(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range 3 {
-				l, err := c.Await(ctx, "down", 5*time.Second)
+				wl, err := c.Await(ctx, "down", 5*time.Second)
 				if err != nil {
 					t.Error(err)
 					return
 				}
 				who := fmt.Sprint("client ", i)
-				check.enter(t, who, l)
+				check.enter(t, who, wl)
 				time.Sleep(2 * time.Millisecond)
 				check.leave(who)
-				if err := l.Release(ctx); err != nil {
+				if err := wl.Release(ctx); err != nil {
 					t.Error(err)
 				}
 				done.Add(1)

@@ -247,7 +247,7 @@ func (e *extender) renewOn(nd *node, idx int, items []*item, start time.Time) {
 			}
 			if err != nil {
 				for _, cl := range calls {
-					cl.answer(false, nd.wrap(err))
+					cl.fail(nd.wrap(err))
 				}
 				continue
 			}

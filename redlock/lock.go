@@ -69,22 +69,6 @@ func (l *Lock) Until() time.Time {
 	return l.until
 }
 
-// untilChanged returns Until and a channel that is closed at its next change,
-// in either direction: an Extend that lengthens or shortens the validity, a
-// failed Extend that caps it, a lock found lost or released (Until zero).
-// This is the one notification for everything that follows a lock's
-// validity (Do's watcher): read Until, wait for the channel or for Until to
-// pass, then read again. The channel is shared by every waiter of one
-// change and costs nothing while nobody waits.
-func (l *Lock) untilChanged() (time.Time, <-chan struct{}) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.changed == nil {
-		l.changed = make(chan struct{})
-	}
-	return l.until, l.changed
-}
-
 // setUntil sets until to u and wakes the untilChanged waiters if it
 // changed. l.mu is held.
 func (l *Lock) setUntil(u time.Time) {

@@ -50,12 +50,13 @@ type reply struct {
 	val  int64 // PTTL's milliseconds; a release's reached subscribers
 }
 
-func (cl *call) answer(ok bool, err error) {
-	cl.out <- reply{idx: cl.idx, ok: ok, err: err, done: true}
+// fail answers the call with err (a vote of no).
+func (cl *call) fail(err error) {
+	cl.out <- reply{idx: cl.idx, err: err, done: true}
 }
 
-func (c *call) answerVal(ok bool, val int64, err error) {
-	c.out <- reply{idx: c.idx, ok: ok, val: val, err: err, done: true}
+func (cl *call) answerVal(ok bool, val int64, err error) {
+	cl.out <- reply{idx: cl.idx, ok: ok, val: val, err: err, done: true}
 }
 
 // cmdArgs are a fan-out's command arguments, converted to interface values
@@ -76,12 +77,12 @@ func newCmdArgs(key, token string, ttlMs int64) *cmdArgs {
 // is batched with the other callers' commands.
 func (n *node) submit(cl *call, hash uint64, direct bool) {
 	if n.c.closed.Load() {
-		cl.answer(false, ErrClosed)
+		cl.fail(ErrClosed)
 		return
 	}
 	if n.down.Load() {
 		n.keepRelease(cl)
-		cl.answer(false, n.downErr())
+		cl.fail(n.downErr())
 		return
 	}
 	q := n.writers[0]
@@ -100,7 +101,7 @@ func (n *node) submit(cl *call, hash uint64, direct bool) {
 	default:
 		// Up but overloaded: a release it may need is kept and retried.
 		n.keepAndRetry(cl)
-		cl.answer(false, errQueueFull)
+		cl.fail(errQueueFull)
 	}
 }
 
@@ -118,7 +119,7 @@ func (n *node) writeLoop(q chan *call) {
 			for {
 				select {
 				case cl := <-q:
-					cl.answer(false, ErrClosed)
+					cl.fail(ErrClosed)
 				default:
 					return
 				}
@@ -145,7 +146,7 @@ func (n *node) exec(batch []*call, cmds []*redis.Cmd) []*redis.Cmd {
 	if n.down.Load() {
 		for _, cl := range batch {
 			n.keepRelease(cl)
-			cl.answer(false, n.downErr())
+			cl.fail(n.downErr())
 		}
 		return cmds
 	}
@@ -156,7 +157,7 @@ func (n *node) exec(batch []*call, cmds []*redis.Cmd) []*redis.Cmd {
 			// Nobody waits for it: don't send it. A release this master
 			// may need is sent whatever its deadline: it may have waited
 			// behind its own SET, which lands.
-			cl.answer(false, errExpired)
+			cl.fail(errExpired)
 			continue
 		}
 		live = append(live, cl)
@@ -171,7 +172,7 @@ func (n *node) exec(batch []*call, cmds []*redis.Cmd) []*redis.Cmd {
 		n.fail(err)
 		for _, cl := range live {
 			n.keepRelease(cl)
-			cl.answer(false, n.wrap(err))
+			cl.fail(n.wrap(err))
 		}
 		return cmds
 	}
