@@ -711,3 +711,37 @@ func TestRWMutexReadersNotStarvedByWriters(t *testing.T) {
 		t.Fatalf("reader starved by a stream of writers: %v", err)
 	}
 }
+
+// TestScriptedAutoExtend: WithAutoExtend renews a reader's share, a
+// writer's lock and a permit through the shared extender, with their own
+// scripts: fn outlives several TTLs and its context never ends.
+func TestScriptedAutoExtend(t *testing.T) {
+	f := fleet(t, 1, 3)
+	cfg := clusterConfig(f)
+	cfg.RetryStrategy = NoRetry()
+	c := newClient(t, cfg)
+	ctx := context.Background()
+	m := c.RWMutex("ae")
+	s, err := c.Semaphore("ae", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ttl = 600 * time.Millisecond
+	fn := func(ctx context.Context) error {
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(3 * ttl):
+			return nil
+		}
+	}
+	if err := m.DoRead(ctx, ttl, fn, WithAutoExtend()); err != nil {
+		t.Fatalf("DoRead: %v", err)
+	}
+	if err := m.DoWrite(ctx, ttl, fn, WithAutoExtend()); err != nil {
+		t.Fatalf("DoWrite: %v", err)
+	}
+	if err := s.Do(ctx, ttl, fn, WithAutoExtend()); err != nil {
+		t.Fatalf("Semaphore.Do: %v", err)
+	}
+}
