@@ -36,6 +36,10 @@
 //   - TestSafetyUnderFaults (containers) and TestSafetyUnderFaultsProcesses:
 //     the safety checker; TestSafetyCheckerCatchesUnsafeLocks checks the
 //     checker.
+//   - TestSafetyRWMutexAndSemaphoreProcesses: the safety checker with
+//     RWMutex readers and writers (a writer with anyone, a reader seeing a
+//     write) and a 2-permit Semaphore on 5 masters (more than 2 holders),
+//     under minority faults and under faults within the semaphore's N − q.
 //   - TestDemoUnsafeRestartWithoutPersistence: a demonstration of the
 //     documented unsafe case (majority restarted without persistence), and
 //     that persistence prevents it.

@@ -56,13 +56,77 @@ func safetyScenarios(d time.Duration) []safety.Scenario {
 // lost updates for every (minority) fault, and that every fault still let
 // holders through.
 func runSafety(t *testing.T, f redlocktest.Fleet, perScenario time.Duration) {
+	cfg := safetyConfig(t, f)
+	var reports []safety.Report
+	for _, sc := range safetyScenarios(perScenario) {
+		reports = append(reports, runScenario(t, cfg, sc))
+	}
+	t.Logf("safety under faults (%d groups × %d masters, TTL %v, NodeTimeout %v):\n%s",
+		f.Groups(), f.MastersPerGroup(), safetyTTL, nodeTimeout, safety.Table(reports))
+
+	for _, rep := range reports {
+		checkReport(t, rep)
+		// Liveness: a minority fault never stops the lock.
+		if rep.Holds == 0 || rep.Sections == 0 {
+			t.Errorf("%s: no lock obtained in %d attempts", rep.Name, rep.Attempts)
+		}
+	}
+}
+
+// runScenario runs one scenario and logs what it did.
+func runScenario(t *testing.T, cfg safety.Config, sc safety.Scenario) safety.Report {
+	t.Helper()
+	t0 := time.Now()
+	rep, err := safety.Run(t.Context(), cfg, sc)
+	if err != nil {
+		t.Fatalf("%s: %v", sc.Name, err)
+	}
+	t.Logf("%s: %d attempts, %d holds in %v", sc.Name, rep.Attempts, rep.Holds, time.Since(t0).Round(time.Millisecond))
+	if top := rep.TopUnavailable(3); len(top) > 0 {
+		t.Logf("%s: %d attempts without a quorum of answers, e.g.:\n  %s", sc.Name, rep.Unavailable, strings.Join(top, "\n  "))
+	}
+	return rep
+}
+
+// checkReport asserts that a scenario ran as planned and broke nothing:
+// no overlap (for RWMutex: a writer with anyone; for a semaphore: more
+// holders than permits), no lost, phantom or torn register update, fresh
+// tokens.
+func checkReport(t *testing.T, rep safety.Report) {
+	t.Helper()
+	for _, p := range rep.Problems {
+		t.Errorf("%s: %s", rep.Name, p)
+	}
+	if rep.Processes < 3 {
+		t.Errorf("%s: holders ran in %d processes, want 3", rep.Name, rep.Processes)
+	}
+	for _, o := range rep.Overlaps {
+		t.Errorf("%s: OVERLAP %v", rep.Name, o)
+	}
+	if rep.LostUpdates != 0 || rep.Phantoms != 0 {
+		t.Errorf("%s: %d lost and %d phantom register updates: %+v", rep.Name, rep.LostUpdates, rep.Phantoms, rep.Registers)
+	}
+	if rep.TornReads != 0 {
+		t.Errorf("%s: %d readers saw a write while they held", rep.Name, rep.TornReads)
+	}
+	if rep.DuplicateTokens != 0 {
+		t.Errorf("%s: %d tokens handed out twice", rep.Name, rep.DuplicateTokens)
+	}
+	if rep.Name != "none" && rep.Faults == 0 {
+		t.Errorf("%s: no fault was injected", rep.Name)
+	}
+}
+
+// safetyConfig is the checker's setup on f: holders in this process and in
+// two child processes, a register server of their own.
+func safetyConfig(t *testing.T, f redlocktest.Fleet) safety.Config {
 	reg, err := redisproc.Start(redisproc.Options{})
 	if err != nil {
 		t.Fatalf("start the register server: %v", err)
 	}
 	t.Cleanup(func() { _ = reg.Close() })
 
-	cfg := safety.Config{
+	return safety.Config{
 		Fleet: f,
 		Client: safety.ClientSpec{
 			NodeTimeout:       nodeTimeout,
@@ -81,46 +145,71 @@ func runSafety(t *testing.T, f redlocktest.Fleet, perScenario time.Duration) {
 		Dir:             t.TempDir(),
 		Logf:            t.Logf,
 	}
-	var reports []safety.Report
-	for _, sc := range safetyScenarios(perScenario) {
-		t0 := time.Now()
-		rep, err := safety.Run(t.Context(), cfg, sc)
-		if err != nil {
-			t.Fatalf("%s: %v", sc.Name, err)
-		}
-		t.Logf("%s: %d attempts, %d holds in %v", sc.Name, rep.Attempts, rep.Holds, time.Since(t0).Round(time.Millisecond))
-		if top := rep.TopUnavailable(3); len(top) > 0 {
-			t.Logf("%s: %d attempts without a quorum of answers, e.g.:\n  %s", sc.Name, rep.Unavailable, strings.Join(top, "\n  "))
-		}
-		reports = append(reports, rep)
-	}
-	t.Logf("safety under faults (%d groups × %d masters, TTL %v, NodeTimeout %v):\n%s",
-		f.Groups(), f.MastersPerGroup(), safetyTTL, nodeTimeout, safety.Table(reports))
+}
 
-	for _, rep := range reports {
-		for _, p := range rep.Problems {
-			t.Errorf("%s: %s", rep.Name, p)
+// TestSafetyRWMutexAndSemaphoreProcesses is the checker for RWMutex and
+// Semaphore on one group of 5 redis-server processes, with holders in three
+// OS processes:
+//
+//   - readers and writers under every minority fault (2 of 5 masters hit;
+//     a majority, 3, is enough): no writer ever holds with anyone, no
+//     reader sees a write, no writer update is lost;
+//   - a semaphore of 2 permits (q = 4 of 5: it tolerates 1 failed master)
+//     under the same schedule, and under faults of 1 master at a time:
+//     never more than 2 holders within validity. Faults of 2 masters leave
+//     it safe but unavailable while they last — the table shows how much.
+func TestSafetyRWMutexAndSemaphoreProcesses(t *testing.T) {
+	f := startProcesses(t, 1, 5)
+	cfg := safetyConfig(t, f)
+	cfg.Goroutines, cfg.ChildGoroutines, cfg.MaxOps = 3, 3, 1000
+	const d = 3 * time.Second
+	kill := safety.Kill(safetyTTL + 300*time.Millisecond)
+	pause := safety.Pause(safetyTTL)
+	part := safety.Partition(safetyTTL)
+	aof := safety.RestartPersistent()
+	kill1, pause1 := kill, pause
+	kill1.Hit, pause1.Hit = 1, 1
+
+	rw := cfg
+	rw.Mode = safety.ModeRW
+	var rwReports []safety.Report
+	for _, sc := range []safety.Scenario{
+		{Name: "none", Duration: d * 2 / 3},
+		{Name: "rw: kill 2 of 5, restart empty after TTL+300ms", Fault: &kill, Duration: d},
+		{Name: "rw: pause 2 of 5 " + safetyTTL.String(), Fault: &pause, Duration: d},
+		{Name: "rw: partition 2 of 5 " + safetyTTL.String(), Fault: &part, Duration: d},
+		{Name: "rw: restart 2 of 5 with AOF always", Fault: &aof, Duration: d},
+	} {
+		rep := runScenario(t, rw, sc)
+		checkReport(t, rep)
+		if rep.Reads == 0 || rep.Writes == 0 || rep.Sections == 0 {
+			t.Errorf("%s: a minority fault stopped the RWMutex: %d reads, %d writes, %d sections", rep.Name, rep.Reads, rep.Writes, rep.Sections)
 		}
-		if rep.Processes < 3 {
-			t.Errorf("%s: holders ran in %d processes, want 3", rep.Name, rep.Processes)
-		}
-		for _, o := range rep.Overlaps {
-			t.Errorf("%s: OVERLAP %v", rep.Name, o)
-		}
-		if rep.LostUpdates != 0 || rep.Phantoms != 0 {
-			t.Errorf("%s: %d lost and %d phantom register updates: %+v", rep.Name, rep.LostUpdates, rep.Phantoms, rep.Registers)
-		}
-		if rep.DuplicateTokens != 0 {
-			t.Errorf("%s: %d tokens handed out twice", rep.Name, rep.DuplicateTokens)
-		}
-		// Liveness: a minority fault never stops the lock.
-		if rep.Holds == 0 || rep.Sections == 0 {
-			t.Errorf("%s: no lock obtained in %d attempts", rep.Name, rep.Attempts)
-		}
-		if rep.Name != "none" && rep.Faults == 0 {
-			t.Errorf("%s: no fault was injected", rep.Name)
-		}
+		rwReports = append(rwReports, rep)
 	}
+	t.Logf("RWMutex under faults (1 group × 5 masters, TTL %v):\n%s%s", safetyTTL, safety.Table(rwReports), safety.KindTable(rwReports))
+
+	sem := cfg
+	sem.Mode, sem.Permits = safety.ModeSemaphore, 2
+	var semReports []safety.Report
+	for _, sc := range []safety.Scenario{
+		{Name: "none", Duration: d * 2 / 3},
+		{Name: "sem: kill 1 of 5 (within N-q), restart after TTL+300ms", Fault: &kill1, Duration: d},
+		{Name: "sem: pause 1 of 5 (within N-q) " + safetyTTL.String(), Fault: &pause1, Duration: d},
+		{Name: "sem: kill 2 of 5, restart empty after TTL+300ms", Fault: &kill, Duration: d},
+		{Name: "sem: pause 2 of 5 " + safetyTTL.String(), Fault: &pause, Duration: d},
+	} {
+		rep := runScenario(t, sem, sc)
+		checkReport(t, rep)
+		if rep.MaxPermits > 2 {
+			t.Errorf("%s: %d permit holders at once", rep.Name, rep.MaxPermits)
+		}
+		if (rep.Name == "none" || strings.Contains(rep.Name, "within")) && rep.Permits == 0 {
+			t.Errorf("%s: no permit obtained in %d attempts", rep.Name, rep.Attempts)
+		}
+		semReports = append(semReports, rep)
+	}
+	t.Logf("Semaphore (2 permits, q = 4) under faults (1 group × 5 masters, TTL %v):\n%s%s", safetyTTL, safety.Table(semReports), safety.KindTable(semReports))
 }
 
 // TestSafetyUnderFaults is the safety checker on containers: 3 groups × 3

@@ -3,6 +3,7 @@ package redlock
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -78,6 +79,9 @@ const (
 )
 
 func (o opKind) String() string {
+	if o >= opScripted {
+		return scriptedOpNames[o-opScripted]
+	}
 	return [...]string{"lock", "release", "extend", "islocked", "pttl", "lockall", "release", "extend"}[o]
 }
 
@@ -108,6 +112,15 @@ func multiCmd(ctx context.Context, eval bool, src string, sha any, keys []string
 
 func newCmd(ctx context.Context, cl *call, eval bool) *redis.Cmd {
 	a := cl.args
+	if a.script != nil {
+		// EVALSHA sha numkeys keys… argv…, or EVAL src … after NOSCRIPT.
+		// Each master gets its own slice: go-redis owns a command's args.
+		args := slices.Clone(a.script)
+		if eval {
+			args[0], args[1] = "eval", scriptOf(cl.op).src
+		}
+		return redis.NewCmd(ctx, args...)
+	}
 	switch cl.op {
 	case opAcquire:
 		return redis.NewCmd(ctx, "set", a.key, a.token, "nx", "px", a.ttl)

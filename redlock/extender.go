@@ -230,9 +230,9 @@ func (e *extender) renewOn(nd *node, idx int, items []*item, start time.Time) {
 				out <- reply{idx: from + k, done: true, err: nd.wrap(errReleased)}
 				continue
 			}
-			ms := ttlMillis(it.r.ttl)
-			calls = append(calls, &call{op: opExtend, idx: from + k, key: it.l.key, token: it.l.token,
-				args: newCmdArgs(it.l.key, it.l.token, ms), deadline: deadline, out: out})
+			q := it.l.extendRequest(it.r.ttl) // a reader's, writer's or permit's script for those
+			calls = append(calls, &call{op: q.op, idx: from + k, key: it.l.key, token: it.l.token,
+				args: q.cmdArgs(), deadline: deadline, out: out})
 		}
 		if len(calls) == 0 {
 			continue

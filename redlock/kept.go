@@ -26,15 +26,15 @@ import (
 // keptRelease is a release a master missed while its key may still exist
 // there.
 type keptRelease struct {
-	key, token string
+	op         opKind        // opRelease, or a reader's, writer's or permit's release
+	key, token string        // key: the first key of the operation
 	hash       uint64        // picks the writer: the one its SET went through
+	args       *cmdArgs      // the command, as first sent (immutable; nil: a plain release of key and token)
 	life       time.Duration // how long the key may live once the master applies it (keyLife)
 }
 
 // needed tells whether cl is a release its master may need.
-func (cl *call) needed() bool {
-	return (cl.op == opRelease || cl.op == opMultiRelease) && cl.keepFor > 0
-}
+func (cl *call) needed() bool { return cl.op.isRelease() && cl.keepFor > 0 }
 
 // keepRelease remembers a release that this master may need (its SET may
 // have landed) but did not get, so that it is sent when the master answers
@@ -59,7 +59,11 @@ func (n *node) keepRelease(cl *call) {
 			}
 			return
 		}
-		n.kept = append(n.kept, keptRelease{key: k, token: cl.token, hash: cl.hash, life: cl.keepFor})
+		kr := keptRelease{op: opRelease, key: k, token: cl.token, hash: cl.hash, life: cl.keepFor}
+		if cl.op != opMultiRelease {
+			kr.op, kr.args = cl.op, cl.args // as sent (a scripted release keeps its script)
+		}
+		n.kept = append(n.kept, kr)
 	}
 }
 
@@ -105,7 +109,11 @@ func (n *node) flushKept() {
 	calls := make([]call, len(kept))
 	deadline := time.Now().Add(n.c.s.ReleaseTimeout)
 	for i, p := range kept {
-		calls[i] = call{op: opRelease, key: p.key, token: p.token, hash: p.hash, args: newCmdArgs(p.key, p.token, 0),
+		args := p.args
+		if args == nil { // a plain release kept without its boxed command
+			args = newCmdArgs(p.key, p.token, 0)
+		}
+		calls[i] = call{op: p.op, key: p.key, token: p.token, hash: p.hash, args: args,
 			deadline: deadline, keepFor: p.life, out: out}
 		n.submit(&calls[i], p.hash, false)
 	}

@@ -46,6 +46,16 @@ type Lock struct {
 	onLost    func(extendFoundGone bool) // Do's: cancels fn's context
 	// auto marks a lock renewed by the shared extender (extender.go).
 	auto bool
+
+	// kind is nil for a plain lock; for a reader's share, a writer's lock or
+	// a semaphore permit it names the scripts, run on keys (rw.go,
+	// semaphore.go), and need the "yes" votes that hold it (0: a
+	// majority). extra is the release's second argument (a writer's
+	// waiting mark; "" otherwise).
+	kind  *lockKind
+	keys  []string
+	need  int
+	extra string
 }
 
 // Resource is the resource the lock was acquired for.
@@ -144,7 +154,7 @@ func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 	}
 	l.noteTTL(ttl)
 	start := time.Now()
-	r := l.g.fanout(ctx, request{op: opExtend, key: l.key, token: l.token, ttlMs: ttlMillis(ttl), hash: l.hash, timeout: c.s.NodeTimeout})
+	r := l.g.fanout(ctx, l.extendRequest(ttl))
 	return l.extended(r, start, ttl, ctx.Err())
 }
 
@@ -153,25 +163,30 @@ func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 // error. ctxErr is the caller's context error, if any.
 func (l *Lock) extended(r result, start time.Time, ttl time.Duration, ctxErr error) error {
 	until := validUntil(start, ttl, l.c.s.DriftFactor)
+	need, noNeed := l.needs()
+	op := opExtend
+	if l.kind != nil {
+		op = l.kind.extend
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
 	case l.released:
-		return &opError{op: opExtend.String(), resource: l.resource, sentinel: ErrNotHeld, why: "released while extending"}
-	case r.yes >= l.g.quorum && time.Now().Before(until):
+		return &opError{op: op.String(), resource: l.resource, sentinel: ErrNotHeld, why: "released while extending"}
+	case r.yes >= need && time.Now().Before(until):
 		l.setUntil(until)
 		return nil
-	case r.yes >= l.g.quorum:
+	case r.yes >= need:
 		// Extended, but the extension took longer than its own validity:
 		// nothing more can be trusted than before it.
 		l.capUntil(until)
-		qe := l.g.quorumError(opExtend, l.resource, r)
+		qe := l.g.quorumErrorNeed(op, l.resource, r, need)
 		qe.ValidityRanOut, qe.Took = true, time.Since(start)
 		return qe
-	case r.no >= l.g.quorum:
+	case r.no >= noNeed:
 		l.lost = true // before setUntil: Done is closed
 		l.setUntil(time.Time{})
-		qe := l.g.quorumError(opExtend, l.resource, r)
+		qe := l.g.quorumErrorNeed(op, l.resource, r, need)
 		qe.sentinel = ErrNotHeld
 		return qe
 	}
@@ -181,9 +196,43 @@ func (l *Lock) extended(r result, start time.Time, ttl time.Duration, ctxErr err
 	if r.mayHaveApplied() {
 		l.capUntil(until)
 	}
-	qe := l.g.quorumError(opExtend, l.resource, r)
+	qe := l.g.quorumErrorNeed(op, l.resource, r, need)
 	qe.cause = ctxErr
 	return qe
+}
+
+// needs returns the "yes" votes that hold l on its group, and the "no"
+// votes that make them unreachable.
+func (l *Lock) needs() (yes, no int) {
+	yes = l.need
+	if yes == 0 {
+		yes = l.g.quorum
+	}
+	return yes, len(l.g.nodes) - yes + 1
+}
+
+// extendRequest is l's extension to ttl: the plain lock's compare-and-pexpire,
+// or its kind's script.
+func (l *Lock) extendRequest(ttl time.Duration) request {
+	ms := ttlMillis(ttl)
+	q := request{op: opExtend, key: l.key, token: l.token, ttlMs: ms, hash: l.hash, timeout: l.c.s.NodeTimeout, need: l.need}
+	if l.kind != nil {
+		q.op = l.kind.extend
+		q.args = newScriptArgs(q.op, l.keys, l.token, l.token, ms)
+	}
+	return q
+}
+
+// releaseRequest is l's release, each master bounded by timeout; masters
+// of l.mayHold that miss it keep it for keep.
+func (l *Lock) releaseRequest(timeout, keep time.Duration) request {
+	q := request{op: opRelease, key: l.key, token: l.token, hash: l.hash, timeout: timeout,
+		keepMask: l.mayHold, keepFor: max(keep, 0), need: l.need}
+	if l.kind != nil {
+		q.op = l.kind.release
+		q.args = newScriptArgs(q.op, l.keys, l.token, l.token, l.extra)
+	}
+	return q
 }
 
 // beginExtend waits until no other Extend of l is in flight and marks one
@@ -271,7 +320,7 @@ func (l *Lock) Release(ctx context.Context) error {
 		c.ext.remove(l)
 	}
 	c.hub.releasing(l.key, l.token)
-	return c.release(ctx, l.g, l.hash, l.resource, l.key, l.token, keep, l.mayHold)
+	return c.release(ctx, l.g, l.resource, l.releaseRequest(c.s.NodeTimeout, keep))
 }
 
 // ReleaseToken releases resource where its key still holds token, exactly as
@@ -293,21 +342,23 @@ func (c *Client) ReleaseToken(ctx context.Context, resource, token string) error
 		return ErrClosed
 	}
 	g, h := c.route(resource)
-	return c.release(ctx, g, h, resource, c.s.KeyPrefix+resource, token, 0, 0)
+	return c.release(ctx, g, resource, request{op: opRelease, key: c.s.KeyPrefix + resource, token: token, hash: h, timeout: c.s.NodeTimeout})
 }
 
-// release sends the compare-and-delete to every master of g. Masters of the
-// mayHold mask that miss it keep it for up to keep (the key's remaining
-// life) and send it when they are back.
-func (c *Client) release(ctx context.Context, g *group, hash uint64, resource, key, token string, keep time.Duration, mayHold uint64) error {
-	r := g.fanout(ctx, request{op: opRelease, key: key, token: token, hash: hash, timeout: c.s.NodeTimeout,
-		keepMask: mayHold, keepFor: max(keep, 0)})
-	if r.yes >= g.quorum {
-		c.hub.released(key, r)
+// release sends the release q to every master of g. Masters of q.keepMask
+// that miss it keep it for up to q.keepFor (the key's remaining life) and
+// send it when they are back.
+func (c *Client) release(ctx context.Context, g *group, resource string, q request) error {
+	r := g.fanout(ctx, q)
+	need, noNeed := q.needs(g)
+	if r.yes >= need {
+		if q.op == opRelease {
+			c.hub.released(q.key, r)
+		}
 		return nil
 	}
-	qe := g.quorumError(opRelease, resource, r)
-	if r.no >= g.quorum {
+	qe := g.quorumErrorNeed(q.op, resource, r, need)
+	if r.no >= noNeed {
 		qe.sentinel = ErrNotHeld
 	} else {
 		qe.cause = ctx.Err()
@@ -364,12 +415,9 @@ func (c *Client) DoWith(ctx context.Context, resource string, ttl time.Duration,
 	if fn == nil {
 		return &InputError{Arg: "fn", Reason: "nil"}
 	}
-	var o doOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
-	if o.maxHoldSet && o.maxHold <= 0 {
-		return &InputError{Arg: "WithMaxHold", Reason: fmt.Sprintf("%v is not positive", o.maxHold)}
+	o, err := doOpts(opts)
+	if err != nil {
+		return err
 	}
 	var l *Lock
 	if o.try {
@@ -380,6 +428,25 @@ func (c *Client) DoWith(ctx context.Context, resource string, ttl time.Duration,
 	if err != nil {
 		return err
 	}
+	return c.runLocked(ctx, l, ttl, o, fn)
+}
+
+// doOpts applies opts and checks them.
+func doOpts(opts []DoOption) (doOptions, error) {
+	var o doOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.maxHoldSet && o.maxHold <= 0 {
+		return o, &InputError{Arg: "WithMaxHold", Reason: fmt.Sprintf("%v is not positive", o.maxHold)}
+	}
+	return o, nil
+}
+
+// runLocked is the part of Do after the lock l (of any kind) was obtained:
+// it runs fn under a context that ends when l is lost, extends l when
+// asked, and releases l whatever happens.
+func (c *Client) runLocked(ctx context.Context, l *Lock, ttl time.Duration, o doOptions, fn func(ctx context.Context) error) (err error) {
 	lctx, cancel := context.WithCancelCause(context.WithValue(ctx, lockCtxKey{}, l))
 	if o.autoExtend {
 		c.ext.add(l, ttl, o.maxHold)

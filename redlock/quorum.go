@@ -48,17 +48,34 @@ type request struct {
 	// keys are the keys of a several-key operation (opMulti*), in the
 	// global order; key is then the first of them.
 	keys []string
+	// need is the number of "yes" that decides the operation (0: the
+	// group's majority). A Semaphore's permits need more (semQuorum); a
+	// decisive operation is then refused once len(nodes)−need+1 said no.
+	need int
+	// args, when set, is the command (a scripted operation's, see
+	// newScriptArgs); otherwise it is built from key, token and ttlMs.
+	args *cmdArgs
 }
 
 // decisive tells whether a quorum of "no" ends the operation: it does for
 // release, extend and exists; an acquire only ends early when a quorum of
 // "yes" can no longer be reached.
-func (q *request) decisive() bool { return q.op != opAcquire && q.op != opMultiAcquire }
+func (q *request) decisive() bool { return !q.op.isAcquire() }
+
+// needs returns the "yes" votes that decide q on g, and the "no" votes that
+// make them unreachable (for a majority of an odd group, the same number).
+func (q *request) needs(g *group) (yes, no int) {
+	yes = q.need
+	if yes == 0 {
+		yes = g.quorum
+	}
+	return yes, len(g.nodes) - yes + 1
+}
 
 // call is q's command for master i, answering on out.
 func (q *request) call(i int, args *cmdArgs, deadline time.Time, out chan<- reply) call {
 	cl := call{op: q.op, idx: i, key: q.key, token: q.token, args: args, deadline: deadline, hash: q.hash, out: out}
-	if (q.op == opRelease || q.op == opMultiRelease) && q.keepFor > 0 && hasBit(q.keepMask, i) {
+	if q.op.isRelease() && q.keepFor > 0 && hasBit(q.keepMask, i) {
 		cl.keepFor = q.keepFor
 	}
 	return cl
@@ -80,8 +97,7 @@ func (g *group) fanout(ctx context.Context, q request) result {
 	n := len(g.nodes)
 	out := make(chan reply, n)
 	r := result{slots: make([]slot, n)}
-	args := newCmdArgs(q.key, q.token, q.ttlMs)
-	args.keys = q.keys
+	args := q.cmdArgs()
 	deadline := time.Now().Add(q.timeout)
 	decisive := q.decisive()
 	// One master: nothing to wait for in parallel, so the caller sends the
@@ -90,6 +106,7 @@ func (g *group) fanout(ctx context.Context, q request) result {
 	// to give up when ctx ends, so the command goes through the writer and
 	// the caller waits for ctx below.
 	direct := n == 1 && ctx.Done() == nil
+	need, noNeed := q.needs(g)
 	for i, nd := range g.nodes {
 		r.slots[i].call = q.call(i, args, deadline, out)
 		nd.submit(&r.slots[i].call, q.hash, direct)
@@ -98,13 +115,13 @@ func (g *group) fanout(ctx context.Context, q request) result {
 	var timer *time.Timer
 	var timerC <-chan time.Time
 	for pending > 0 {
-		if r.yes >= g.quorum {
+		if r.yes >= need {
 			break
 		}
-		if r.yes+pending < g.quorum && (!decisive || r.no+pending < g.quorum) {
+		if r.yes+pending < need && (!decisive || r.no+pending < noNeed) {
 			break
 		}
-		if decisive && r.no >= g.quorum {
+		if decisive && r.no >= noNeed {
 			break
 		}
 		var rp reply
@@ -155,6 +172,16 @@ func (g *group) fanout(ctx context.Context, q request) result {
 	return r
 }
 
+// cmdArgs is q's command, boxed once for every master.
+func (q *request) cmdArgs() *cmdArgs {
+	if q.args != nil {
+		return q.args
+	}
+	a := newCmdArgs(q.key, q.token, q.ttlMs)
+	a.keys = q.keys
+	return a
+}
+
 // fillPending marks the masters that have not answered with err.
 func (r *result) fillPending(g *group, err error) {
 	for i := range r.slots {
@@ -174,8 +201,7 @@ func (g *group) releaseDetached(q request) {
 	n := len(g.nodes)
 	out := make(chan reply, n) // nobody reads it: every answer fits, then it is garbage
 	calls := make([]call, n)
-	args := newCmdArgs(q.key, q.token, 0)
-	args.keys = q.keys
+	args := q.cmdArgs()
 	deadline := time.Now().Add(q.timeout)
 	for i, nd := range g.nodes {
 		calls[i] = q.call(i, args, deadline, out)
@@ -235,7 +261,12 @@ func hasBit(mask uint64, i int) bool { return i >= 64 || mask&(1<<i) != 0 }
 
 // quorumError describes r for the caller.
 func (g *group) quorumError(op opKind, resource string, r result) *QuorumError {
-	e := &QuorumError{Op: op.String(), Resource: resource, Quorum: g.quorum, Votes: make([]Vote, len(g.nodes))}
+	return g.quorumErrorNeed(op, resource, r, g.quorum)
+}
+
+// quorumErrorNeed is quorumError for an operation that needed need votes.
+func (g *group) quorumErrorNeed(op opKind, resource string, r result, need int) *QuorumError {
+	e := &QuorumError{Op: op.String(), Resource: resource, Quorum: need, Votes: make([]Vote, len(g.nodes))}
 	for i, nd := range g.nodes {
 		rp := r.slots[i].reply
 		e.Votes[i] = Vote{Addr: nd.addr.redacted, Answered: rp.done, OK: rp.ok && rp.err == nil, Err: rp.err}

@@ -64,6 +64,9 @@ func (cl *call) answerVal(ok bool, val int64, err error) {
 type cmdArgs struct {
 	key, token, ttl any
 	keys            []string // several-key scripts (LockAll)
+	// script is a scripted operation's whole EVALSHA command (nil for the
+	// plain lock's operations; see newScriptArgs).
+	script []any
 }
 
 func newCmdArgs(key, token string, ttlMs int64) *cmdArgs {

@@ -118,6 +118,49 @@ func (l *qlLocker) Unlock(ctx context.Context, held any) error {
 	return held.(*redlock.Lock).Release(ctx)
 }
 
+// --- quorumlock's RWMutex and Semaphore, on the client of a qlLocker ---
+
+// qlKindLocker takes, on each fresh resource, a reader's share (kind
+// "rlock"), an RWMutex's exclusive lock ("wlock") or a permit of a
+// 2-permit Semaphore ("acquire").
+type qlKindLocker struct {
+	name string
+	c    *redlock.Client
+	kind string
+}
+
+func (l *qlKindLocker) Name() string { return l.name }
+func (l *qlKindLocker) Close()       {}
+func (l *qlKindLocker) Lock(ctx context.Context, res string) (any, error) {
+	switch l.kind {
+	case "rlock":
+		return l.c.RWMutex(res).TryRLock(ctx, ttl)
+	case "wlock":
+		return l.c.RWMutex(res).TryLock(ctx, ttl)
+	}
+	s, err := l.c.Semaphore(res, 2)
+	if err != nil {
+		return nil, err
+	}
+	return s.TryAcquire(ctx, ttl)
+}
+func (l *qlKindLocker) Wait(ctx context.Context, res string) (any, error) {
+	switch l.kind {
+	case "rlock":
+		return l.c.RWMutex(res).RLock(ctx, ttl)
+	case "wlock":
+		return l.c.RWMutex(res).Lock(ctx, ttl)
+	}
+	s, err := l.c.Semaphore(res, 2)
+	if err != nil {
+		return nil, err
+	}
+	return s.Acquire(ctx, ttl)
+}
+func (l *qlKindLocker) Unlock(ctx context.Context, held any) error {
+	return held.(*redlock.Lock).Release(ctx)
+}
+
 // --- redsync v4 (go-redis v9 pools, default go-redis options) ---
 
 type rsLocker struct {

@@ -71,6 +71,7 @@ func main() {
 	scaleGroups := flag.Int("scale-groups", 0, "groups × 5 masters in the scale section (0: 100, or 10 with -quick; -1 skips it)")
 	retryBase := flag.Duration("retry", 2*time.Millisecond, "handoff scenario: base retry delay of every implementation (jittered ±50%)")
 	waiting := flag.Bool("waiting", false, "run only the waiting scenario (issue 12): two default clients taking turns; writes its Markdown section to -out (\"-\": stdout)")
+	only := flag.String("only", "", `"kinds": measure only section 9 (RWMutex and Semaphore vs Lock) and replace it in -out, keeping the rest`)
 	flag.Parse()
 	if *waiting {
 		redis.SetLogger(nopLogger{})
@@ -93,10 +94,86 @@ func main() {
 		p.scaleGroups = *scaleGroups
 	}
 	redis.SetLogger(nopLogger{}) // go-redis logs pool events on its own
-	if err := run(p, *out, *retryBase); err != nil {
+	var err error
+	switch *only {
+	case "":
+		err = run(p, *out, *retryBase)
+	case "kinds":
+		err = runOnlyKinds(p, *out, *retryBase)
+	default:
+		err = fmt.Errorf("-only %q: want kinds", *only)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
 		os.Exit(1)
 	}
+}
+
+// runKinds measures section 9: a plain Lock, RWMutex RLock and Lock, and
+// Semaphore(2) Acquire on one client over the masters five, interleaved.
+func runKinds(p plan, rep *report, five []string, retryBase time.Duration) error {
+	progress("kinds: plain Lock, RWMutex RLock and Lock, Semaphore(2) Acquire on 5 masters, interleaved")
+	q, err := newQuorumlock(kindNames[0], [][]string{five}, retryBase)
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	kinds := []locker{q,
+		&qlKindLocker{name: kindNames[1], c: q.c, kind: "rlock"},
+		&qlKindLocker{name: kindNames[2], c: q.c, kind: "wlock"},
+		&qlKindLocker{name: kindNames[3], c: q.c, kind: "acquire"}}
+	rep.KindsLatency = latencyRounds(kinds, p.latWarm, p.latRounds, p.latPerRound, p.latMax, "kinds")
+	rep.KindsTP = throughputRounds(kinds, 32, p.tpRounds, p.tpDur, p.tpMaxOps, "kindstp")
+	return nil
+}
+
+// runOnlyKinds measures section 9 alone on 5 fresh masters and puts it in
+// the report at out in place of its previous version (or before Findings),
+// leaving every other section as it was.
+func runOnlyKinds(p plan, out string, retryBase time.Duration) error {
+	if !redisproc.Available() {
+		return redisproc.ErrNotInstalled
+	}
+	old, err := os.ReadFile(out)
+	if err != nil {
+		return err
+	}
+	began := time.Now()
+	load := loadAvg()
+	servers, err := redisproc.StartN(5, redisproc.Options{})
+	if err != nil {
+		return err
+	}
+	defer redisproc.StopAll(servers)
+	rep := &report{Plan: p}
+	if err := runKinds(p, rep, redisproc.Addrs(servers), retryBase); err != nil {
+		return err
+	}
+	rep.KindsNote = fmt.Sprintf("Measured on its own (`go run . -only kinds`) on %s in %v, load average %s at start, %s at the end: compare these rows with each other, not with the sections above.",
+		began.UTC().Format("2006-01-02 15:04 MST"), time.Since(began).Round(time.Second), load, loadAvg())
+	var b strings.Builder
+	rep.kindsMarkdown(func(format string, a ...any) { fmt.Fprintf(&b, format, a...) })
+	doc := string(old)
+	start := strings.Index(doc, "## 9. ")
+	if start < 0 {
+		start = strings.Index(doc, "## Findings")
+		if start < 0 {
+			return fmt.Errorf("%s: no section 9 and no Findings section to put it before", out)
+		}
+		doc = doc[:start] + b.String() + doc[start:]
+	} else {
+		end := strings.Index(doc[start+1:], "\n## ")
+		if end < 0 {
+			doc = doc[:start] + b.String()
+		} else {
+			doc = doc[:start] + b.String() + doc[start+1+end+1:]
+		}
+	}
+	if err := os.WriteFile(out, []byte(doc), 0o644); err != nil {
+		return err
+	}
+	progress("wrote section 9 of %s in %v", out, time.Since(began).Round(time.Second))
+	return nil
 }
 
 func progress(format string, a ...any) {
@@ -230,6 +307,11 @@ func run(p plan, out string, retryBase time.Duration) error {
 	for _, l := range append(append([]locker(nil), five4...), oneImpls...) {
 		a, b, e := allocsPerCycle(l, p.allocsN, "allocs")
 		rep.Allocs[l.Name()] = [3]float64{a, b, float64(e)}
+	}
+
+	// RWMutex and Semaphore vs a plain lock, on one client.
+	if err := runKinds(p, rep, five, retryBase); err != nil {
+		return err
 	}
 
 	// Scale.

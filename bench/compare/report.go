@@ -37,12 +37,16 @@ type report struct {
 	OneTP         map[string]*stats
 	Allocs        map[string][3]float64 // allocs/op, bytes/op, errors
 	Scale         *scaleResult
+	KindsLatency  map[string]*stats
+	KindsTP       map[string]*stats
+	KindsNote     string // set when section 9 was measured on its own (-only kinds)
 }
 
 // The implementations, in the order tables list them.
 var (
 	fiveNames = []string{"floor", "quorumlock", "redsync", "redsync-failfast"}
 	oneNames  = []string{"raw SET", "quorumlock-1", "bsm/redislock"}
+	kindNames = []string{"Lock", "RWMutex RLock", "RWMutex Lock", "Semaphore(2) Acquire"}
 )
 
 // rueidislockOps is FACTS.md's figure for rueidislock (rueidis
@@ -213,57 +217,7 @@ func (r *report) markdown() string {
 	}
 	w("\n")
 
-	lat := func(m map[string]*stats, order []string, floorName, redsyncName string) {
-		w("| implementation | p50 | p90 | p99 | p99.9 | p50 vs %s |", floorName)
-		if redsyncName != "" {
-			w(" %s p50 / p50 |", redsyncName)
-		}
-		w(" cycles | errors |\n|---|---|---|---|---|---|")
-		if redsyncName != "" {
-			w("---|")
-		}
-		w("---|---|\n")
-		fl := m[floorName]
-		for _, n := range order {
-			s := m[n]
-			if s == nil {
-				continue
-			}
-			w("| %s | %s | %s | %s | %s | %s |", n, us(s.p(.5)), us(s.p(.9)), us(s.p(.99)), us(s.p(.999)), x(ratio(float64(s.p(.5)), float64(fl.p(.5)))))
-			if redsyncName != "" {
-				w(" %s |", x(ratio(float64(m[redsyncName].p(.5)), float64(s.p(.5)))))
-			}
-			w(" %d | %s |\n", s.ok.Load(), errText(s))
-		}
-		w("\n")
-	}
-	tput := func(m map[string]*stats, order []string, floorName, redsyncName string) {
-		w("| implementation | lock+unlock/s | vs %s |", floorName)
-		if redsyncName != "" {
-			w(" vs %s |", redsyncName)
-		}
-		w(" p50 | p99 | cycles | errors | ops/s per round |\n|---|---|---|")
-		if redsyncName != "" {
-			w("---|")
-		}
-		w("---|---|---|---|---|\n")
-		for _, n := range order {
-			s := m[n]
-			if s == nil {
-				continue
-			}
-			w("| %s | %s | %s |", n, ops(s.throughput()), x(ratio(s.throughput(), m[floorName].throughput())))
-			if redsyncName != "" {
-				w(" %s |", x(ratio(s.throughput(), m[redsyncName].throughput())))
-			}
-			var rs []string
-			for _, v := range s.rounds {
-				rs = append(rs, ops(v))
-			}
-			w(" %s | %s | %d | %s | %s |\n", us(s.p(.5)), us(s.p(.99)), s.ok.Load(), errText(s), strings.Join(rs, " / "))
-		}
-		w("\n")
-	}
+	lat, tput := tables(w)
 
 	p := r.Plan
 	w("## 1. Latency: one goroutine, one group of 5 masters\n\n")
@@ -334,6 +288,8 @@ func (r *report) markdown() string {
 	if s := r.Scale; s != nil {
 		r.scaleMarkdown(&b, s)
 	}
+
+	r.kindsMarkdown(w)
 
 	if f := r.findings(); len(f) > 0 {
 		w("## Findings\n\n")
@@ -549,4 +505,83 @@ func (r *report) writeCharts(dir string) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "results-throughput.png"), buf.Bytes(), 0o644)
+}
+
+// tableFunc renders one table of stats, ratios against floorName (and
+// redsyncName when not empty).
+type tableFunc func(m map[string]*stats, order []string, floorName, redsyncName string)
+
+// tables returns the latency and throughput table renderers writing with w.
+func tables(w func(format string, a ...any)) (lat, tput tableFunc) {
+	lat = func(m map[string]*stats, order []string, floorName, redsyncName string) {
+		w("| implementation | p50 | p90 | p99 | p99.9 | p50 vs %s |", floorName)
+		if redsyncName != "" {
+			w(" %s p50 / p50 |", redsyncName)
+		}
+		w(" cycles | errors |\n|---|---|---|---|---|---|")
+		if redsyncName != "" {
+			w("---|")
+		}
+		w("---|---|\n")
+		fl := m[floorName]
+		for _, n := range order {
+			s := m[n]
+			if s == nil {
+				continue
+			}
+			w("| %s | %s | %s | %s | %s | %s |", n, us(s.p(.5)), us(s.p(.9)), us(s.p(.99)), us(s.p(.999)), x(ratio(float64(s.p(.5)), float64(fl.p(.5)))))
+			if redsyncName != "" {
+				w(" %s |", x(ratio(float64(m[redsyncName].p(.5)), float64(s.p(.5)))))
+			}
+			w(" %d | %s |\n", s.ok.Load(), errText(s))
+		}
+		w("\n")
+	}
+	tput = func(m map[string]*stats, order []string, floorName, redsyncName string) {
+		w("| implementation | lock+unlock/s | vs %s |", floorName)
+		if redsyncName != "" {
+			w(" vs %s |", redsyncName)
+		}
+		w(" p50 | p99 | cycles | errors | ops/s per round |\n|---|---|---|")
+		if redsyncName != "" {
+			w("---|")
+		}
+		w("---|---|---|---|---|\n")
+		for _, n := range order {
+			s := m[n]
+			if s == nil {
+				continue
+			}
+			w("| %s | %s | %s |", n, ops(s.throughput()), x(ratio(s.throughput(), m[floorName].throughput())))
+			if redsyncName != "" {
+				w(" %s |", x(ratio(s.throughput(), m[redsyncName].throughput())))
+			}
+			var rs []string
+			for _, v := range s.rounds {
+				rs = append(rs, ops(v))
+			}
+			w(" %s | %s | %d | %s | %s |\n", us(s.p(.5)), us(s.p(.99)), s.ok.Load(), errText(s), strings.Join(rs, " / "))
+		}
+		w("\n")
+	}
+
+	return lat, tput
+}
+
+// kindsMarkdown writes section 9 (RWMutex and Semaphore vs a plain Lock).
+func (r *report) kindsMarkdown(w func(format string, a ...any)) {
+	if r.KindsLatency == nil {
+		return
+	}
+	p := r.Plan
+	lat, tput := tables(w)
+	w("## 9. RWMutex and Semaphore vs a plain Lock (quorumlock, 5 masters)\n\n")
+	if r.KindsNote != "" {
+		w("%s\n\n", r.KindsNote)
+	}
+	w("One client; cycles of a plain `Lock`, an `RWMutex` reader's share (`RLock`), an `RWMutex` writer's lock (`Lock`) and a permit of a 2-permit `Semaphore` (`Acquire`, quorum 4 of 5), each followed by its `Release`, on fresh resources, interleaved in %d rounds × %d cycles (one goroutine), then 32 goroutines for %d rounds × %v. The plain lock is a SET and a compare-and-delete script; the others are one Lua script each way (sorted sets scored by the server's TIME), and the permit waits for 4 masters instead of 3.\n\n", p.latRounds, p.latPerRound, p.tpRounds, p.tpDur)
+	w("Latency, one goroutine (lock+release cycle):\n\n")
+	lat(r.KindsLatency, kindNames, "Lock", "")
+	w("Throughput, 32 goroutines on distinct resources:\n\n")
+	tput(r.KindsTP, kindNames, "Lock", "")
 }

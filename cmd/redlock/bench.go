@@ -35,7 +35,13 @@ Examples:
   redlock bench                                   # 1 group × 5 embedded masters, 32 goroutines, 5s
   redlock bench -resources 1 -concurrency 16      # everyone on one resource: contention
   redlock bench -slow-master-ms 2 -plot lat.png   # one master 2 ms slower; latency histogram
-  redlock bench -cluster "a:1,b:1,c:1;d:1,e:1,f:1" -json`
+  redlock bench -cluster "a:1,b:1,c:1;d:1,e:1,f:1" -json
+  redlock bench -mode rw -write-every 10          # RWMutex: RLock cycles, every 10th a writer's Lock
+  redlock bench -mode sem -permits 3              # Semaphore(3): Acquire+Release cycles
+
+-mode chooses what a cycle takes: a plain lock (lock, the default), an
+RWMutex's share or exclusive lock (rw), or a Semaphore permit (sem). Latency
+is reported by kind (RLock and Lock separately in rw mode).`
 
 // maxBenchDuration is the hard cap of -duration; minBenchDuration the
 // shortest run that measures anything (the fleet's pools and scripts are
@@ -61,6 +67,9 @@ type benchOpts struct {
 	json          bool
 	plot          string
 	quiet         bool
+	mode          string
+	writeEvery    int
+	permits       int
 }
 
 func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv env) (flagSet, error) {
@@ -81,6 +90,9 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	f.fs.BoolVar(&o.json, "json", false, "print the result as JSON on stdout")
 	f.fs.StringVar(&o.plot, "plot", "", "write a latency histogram of the cycles to this PNG file")
 	f.fs.BoolVar(&o.quiet, "q", false, "no progress line and no notes on stderr")
+	f.fs.StringVar(&o.mode, "mode", "lock", "what a cycle takes: lock (Client.Lock), rw (RWMutex: RLock, or Lock every -write-every cycles), sem (Semaphore Acquire)")
+	f.fs.IntVar(&o.writeEvery, "write-every", 10, "-mode rw: every n-th cycle of a goroutine is a writer's Lock, the others RLock (1: writers only)")
+	f.fs.IntVar(&o.permits, "permits", 2, "-mode sem: the semaphore's permits")
 	if err := f.parse(args, stdout); err != nil {
 		return f, err
 	}
@@ -129,6 +141,12 @@ func (o *benchOpts) validate() error {
 		return usagef("-max-retry and -retry-interval must not be negative")
 	case o.slowMs < 0 || o.slowMs > 10_000:
 		return usagef("-slow-master-ms %d: want 0..10000", o.slowMs)
+	case o.mode != "lock" && o.mode != "rw" && o.mode != "sem":
+		return usagef("-mode %q: want lock, rw or sem", o.mode)
+	case o.writeEvery < 1:
+		return usagef("-write-every %d: want at least 1", o.writeEvery)
+	case o.permits < 1:
+		return usagef("-permits %d: want at least 1", o.permits)
 	}
 	return nil
 }
@@ -139,7 +157,7 @@ type benchResult struct {
 	Concurrency int           `json:"concurrency"`
 	Resources   int           `json:"resources"`
 	TTLMs       int64         `json:"ttl_ms"`
-	Mode        string        `json:"mode"` // "Lock" or "TryLock"
+	Mode        string        `json:"mode"` // "Lock", "TryLock", "RWMutex …", "Semaphore(k) …"
 	ElapsedS    float64       `json:"elapsed_s"`
 	Ops         int64         `json:"ops"`
 	Errors      errorCounts   `json:"errors"`
@@ -147,6 +165,7 @@ type benchResult struct {
 	Cycle       percentiles   `json:"latency_us"`
 	Lock        percentiles   `json:"lock_latency_us"`
 	Release     percentiles   `json:"release_latency_us"`
+	ByKind      []kindLatency `json:"by_kind,omitempty"` // -mode rw: RLock and Lock apart
 	Batching    batching      `json:"batching"`
 	Masters     []masterBench `json:"masters"`
 	Stopped     string        `json:"stopped"` // "duration", "ops" or "interrupted"
@@ -159,6 +178,13 @@ type fleetInfo struct {
 	Embedded     string     `json:"embedded"` // what the embedded fleet runs, if any
 	SlowMasterMs int        `json:"slow_master_ms"`
 	Addrs        [][]string `json:"addrs"`
+}
+
+// kindLatency is the acquire latency of one kind of cycle.
+type kindLatency struct {
+	Kind string      `json:"kind"` // "RLock", "Lock (RW)", "Acquire"…
+	Ops  int64       `json:"ops"`
+	Lock percentiles `json:"lock_latency_us"`
 }
 
 // errorCounts counts failed cycles. not_obtained splits as the lock's
@@ -285,12 +311,20 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer, getenv
 		fmt.Fprintf(stderr, "redlock bench: warning: -ttl %v is too short for this fleet: a lock+unlock took %v, leaving no validity; expect \"validity ran out\" errors\n",
 			o.ttl, qe.Took.Round(time.Microsecond))
 	}
+	acquire, kinds, err := o.acquirer(c, names)
+	if err != nil {
+		return err
+	}
+	for _, i := range []int{0, o.writeEvery - 1} {
+		if l, _, err := acquire(sctx, 0, i); err == nil {
+			_ = l.Release(context.WithoutCancel(sctx))
+		}
+	}
 
 	before := c.MasterStats()
-	res := benchResult{Fleet: info, Concurrency: o.concurrency, Resources: o.resources, TTLMs: o.ttl.Milliseconds(), Mode: "Lock"}
-	if o.try {
-		res.Mode = "TryLock"
-	}
+	res := benchResult{Fleet: info, Concurrency: o.concurrency, Resources: o.resources, TTLMs: o.ttl.Milliseconds()}
+	res.Mode = o.modeName()
+	kindH := make([]latency.Histogram, len(kinds))
 	var cycle, lockH, relH latency.Histogram
 	var claimed, okOps, notObtained, busy, noQuorum, ranOut, other atomic.Int64
 	var firstOther, firstNoQuorum atomic.Pointer[string]
@@ -327,15 +361,8 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer, getenv
 				if o.ops > 0 && claimed.Add(1) > o.ops {
 					return
 				}
-				name := names[mine[i%len(mine)]]
 				t0 := time.Now()
-				var l *redlock.Lock
-				var err error
-				if o.try {
-					l, err = c.TryLock(rctx, name, o.ttl)
-				} else {
-					l, err = c.Lock(rctx, name, o.ttl)
-				}
+				l, kind, err := acquire(rctx, mine[i%len(mine)], i)
 				t1 := time.Now()
 				if err != nil {
 					if rctx.Err() != nil {
@@ -379,6 +406,7 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer, getenv
 					continue
 				}
 				lockH.Record(t1.Sub(t0))
+				kindH[kind].Record(t1.Sub(t0))
 				relH.Record(t3.Sub(t2))
 				cycle.Record(t1.Sub(t0) + t3.Sub(t2))
 				okOps.Add(1)
@@ -409,6 +437,11 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer, getenv
 	}
 	res.Throughput = float64(res.Ops) / elapsed.Seconds()
 	res.Cycle, res.Lock, res.Release = toPercentiles(&cycle), toPercentiles(&lockH), toPercentiles(&relH)
+	if len(kinds) > 1 {
+		for k, name := range kinds {
+			res.ByKind = append(res.ByKind, kindLatency{Kind: name, Ops: int64(kindH[k].Count()), Lock: toPercentiles(&kindH[k])})
+		}
+	}
 	after := c.MasterStats()
 	for i, a := range after {
 		m := masterBench{Addr: a.Addr, Group: a.Group, Up: a.Up, Commands: a.Commands, Pipelines: a.Pipelines, Failures: a.Failures}
@@ -449,6 +482,77 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer, getenv
 		return fmt.Errorf("no cycle succeeded")
 	}
 	return nil
+}
+
+// acquirer returns what a cycle calls to take resource names[idx] (cycle i
+// of its goroutine), with the kinds it reports (an index into kinds).
+func (o *benchOpts) acquirer(c *redlock.Client, names []string) (func(ctx context.Context, idx, i int) (*redlock.Lock, int, error), []string, error) {
+	switch o.mode {
+	case "rw":
+		ms := make([]*redlock.RWMutex, len(names))
+		for i, n := range names {
+			ms[i] = c.RWMutex(n)
+		}
+		return func(ctx context.Context, idx, i int) (*redlock.Lock, int, error) {
+			m := ms[idx]
+			var l *redlock.Lock
+			var err error
+			switch {
+			case i%o.writeEvery == o.writeEvery-1 && o.try:
+				l, err = m.TryLock(ctx, o.ttl)
+			case i%o.writeEvery == o.writeEvery-1:
+				l, err = m.Lock(ctx, o.ttl)
+			case o.try:
+				l, err = m.TryRLock(ctx, o.ttl)
+			default:
+				l, err = m.RLock(ctx, o.ttl)
+			}
+			if i%o.writeEvery == o.writeEvery-1 {
+				return l, 1, err
+			}
+			return l, 0, err
+		}, []string{"RLock", "Lock (RW)"}, nil
+	case "sem":
+		ss := make([]*redlock.Semaphore, len(names))
+		for i, n := range names {
+			s, err := c.Semaphore(n, o.permits)
+			if err != nil {
+				return nil, nil, err
+			}
+			ss[i] = s
+		}
+		return func(ctx context.Context, idx, _ int) (*redlock.Lock, int, error) {
+			if o.try {
+				l, err := ss[idx].TryAcquire(ctx, o.ttl)
+				return l, 0, err
+			}
+			l, err := ss[idx].Acquire(ctx, o.ttl)
+			return l, 0, err
+		}, []string{"Acquire"}, nil
+	}
+	return func(ctx context.Context, idx, _ int) (*redlock.Lock, int, error) {
+		if o.try {
+			l, err := c.TryLock(ctx, names[idx], o.ttl)
+			return l, 0, err
+		}
+		l, err := c.Lock(ctx, names[idx], o.ttl)
+		return l, 0, err
+	}, []string{"Lock"}, nil
+}
+
+// modeName describes what the cycles take.
+func (o *benchOpts) modeName() string {
+	try := map[bool]string{true: "Try", false: ""}[o.try]
+	switch o.mode {
+	case "rw":
+		if o.writeEvery == 1 {
+			return "RWMutex " + try + "Lock"
+		}
+		return fmt.Sprintf("RWMutex %sRLock, %sLock every %d", try, try, o.writeEvery)
+	case "sem":
+		return fmt.Sprintf("Semaphore(%d) %sAcquire", o.permits, try)
+	}
+	return try + "Lock"
 }
 
 // checkWritable checks, before a run, that path can be written: an existing
@@ -580,6 +684,15 @@ func printBench(w io.Writer, r benchResult) {
 	row("mean", func(p percentiles) float64 { return p.Mean })
 	_ = tw.Flush()
 	fmt.Fprintln(w)
+	if len(r.ByKind) > 0 {
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "acquire by kind	ops	p50	p90	p99	mean	\n")
+		for _, k := range r.ByKind {
+			fmt.Fprintf(tw, "%s	%d	%s	%s	%s	%s	\n", k.Kind, k.Ops, fmtUs(k.Lock.P50), fmtUs(k.Lock.P90), fmtUs(k.Lock.P99), fmtUs(k.Lock.Mean))
+		}
+		_ = tw.Flush()
+		fmt.Fprintln(w)
+	}
 
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "ops\t%d lock+unlock cycles\n", r.Ops)

@@ -85,6 +85,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"bench", "-servers", "127.0.0.1:1,127.0.0.1:2"}, "invalid -servers (2 masters)"},
 		{[]string{"bench", "-servers", "a:1", "-cluster", "b:1"}, "not both"},
 		{[]string{"bench", "extra"}, `unexpected argument "extra"`},
+		{[]string{"bench", "-mode", "mutex"}, `-mode "mutex": want lock, rw or sem`},
+		{[]string{"bench", "-mode", "sem", "-permits", "0"}, "-permits 0"},
+		{[]string{"bench", "-mode", "rw", "-write-every", "0"}, "-write-every 0"},
 		{[]string{"status", "-servers", "127.0.0.1:1,127.0.0.1:1,127.0.0.1:3"}, "duplicate master"},
 		{[]string{"run", "-servers", "127.0.0.1:1", "--", "true"}, "-resource is required"},
 		{[]string{"run", "-servers", "127.0.0.1:1", "-resource", "r"}, "no command given"},
@@ -161,6 +164,33 @@ func TestBenchJSONAndPlot(t *testing.T) {
 	}
 	if stderr != "" {
 		t.Errorf("-q still printed:\n%s", stderr)
+	}
+}
+
+// TestBenchModes: -mode rw reports RLock and Lock (RW) apart, in the
+// proportion -write-every asks; -mode sem runs Semaphore permits, several
+// goroutines on one semaphore.
+func TestBenchModes(t *testing.T) {
+	code, stdout, stderr := call(t, nil, "bench", "-mode", "rw", "-write-every", "4", "-duration", "400ms", "-concurrency", "4", "-json", "-q")
+	if code != exitOK {
+		t.Fatalf("rw: exit %d; stderr:\n%s", code, stderr)
+	}
+	var r benchResult
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("invalid JSON: %v\n%s", err, stdout)
+	}
+	if len(r.ByKind) != 2 || r.ByKind[0].Kind != "RLock" || r.ByKind[1].Kind != "Lock (RW)" || r.ByKind[0].Ops == 0 || r.ByKind[1].Ops == 0 {
+		t.Fatalf("rw by kind: %+v", r.ByKind)
+	}
+	if r.ByKind[0].Ops+r.ByKind[1].Ops != r.Ops || r.ByKind[0].Ops < r.ByKind[1].Ops || r.Mode != "RWMutex RLock, Lock every 4" {
+		t.Fatalf("rw: %d ops, by kind %+v, mode %q", r.Ops, r.ByKind, r.Mode)
+	}
+	code, stdout, stderr = call(t, nil, "bench", "-mode", "sem", "-permits", "2", "-resources", "1", "-duration", "400ms", "-concurrency", "4")
+	if code != exitOK {
+		t.Fatalf("sem: exit %d; stderr:\n%s", code, stderr)
+	}
+	if !strings.Contains(stdout, "Semaphore(2) Acquire") || !strings.Contains(stdout, "lock+unlock cycles") {
+		t.Fatalf("sem output:\n%s", stdout)
 	}
 }
 

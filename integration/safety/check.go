@@ -61,12 +61,32 @@ type Record struct {
 	Read       int64  `json:"read,omitempty"`  // the register value read
 	Write      Write  `json:"write,omitempty"`
 	ReleaseErr string `json:"release_err,omitempty"`
+
+	// Kind is what was taken: "" a plain lock, or KindReader, KindWriter
+	// (an RWMutex), KindPermit (a semaphore of Permits permits).
+	Kind    string `json:"kind,omitempty"`
+	Permits int    `json:"permits,omitempty"`
+	// A reader reads the register twice; both reads must agree (no writer
+	// wrote while it held). ReadTwice: the second read was made.
+	ReadAgain int64 `json:"read_again,omitempty"`
+	ReadTwice bool  `json:"read_twice,omitempty"`
 }
+
+// Record kinds.
+const (
+	KindReader = "r"
+	KindWriter = "w"
+	KindPermit = "p"
+)
 
 // effectiveEnd is the end of the hold within its validity.
 func (r Record) effectiveEnd() int64 { return min(r.End, r.Until) }
 
 // Overlap is two holds of one resource whose validity windows intersect.
+//
+// For an RWMutex only holds where one is a writer count (readers share);
+// for a semaphore of k permits, Second is a hold that began while k others
+// held (First is the one of them that started first).
 type Overlap struct {
 	Resource string
 	First    Record        // the earlier hold
@@ -108,7 +128,15 @@ type Report struct {
 	LostUpdates     int64
 	Phantoms        int64
 	DuplicateTokens int // a token handed out twice (tokens must be fresh)
-	Registers       map[string]RegisterCheck
+	// TornReads counts readers whose two reads of the register differ: a
+	// writer wrote while they held a reader's share.
+	TornReads int
+	// Reads, Writes, Permits count the holds of each kind (RWMutex readers
+	// and writers, semaphore permits); MaxPermits is the most permit holds
+	// seen at once within validity.
+	Reads, Writes, Permits, MaxPermits int
+
+	Registers map[string]RegisterCheck
 
 	Problems []string // anything else that went wrong (fault errors, child failures)
 
@@ -145,7 +173,7 @@ func (r Report) Availability() float64 {
 
 // Safe reports that no two holds overlapped and no update was lost or invented.
 func (r Report) Safe() bool {
-	return len(r.Overlaps) == 0 && r.LostUpdates == 0 && r.Phantoms == 0 && r.DuplicateTokens == 0
+	return len(r.Overlaps) == 0 && r.LostUpdates == 0 && r.Phantoms == 0 && r.DuplicateTokens == 0 && r.TornReads == 0
 }
 
 // Check checks records against the final register values (resource → value).
@@ -181,6 +209,17 @@ func Check(name string, records []Record, final map[string]int64) Report {
 		}
 		tokens[r.Token] = true
 		byRes[r.Resource] = append(byRes[r.Resource], r)
+		switch r.Kind {
+		case KindReader:
+			rep.Reads++
+			if r.ReadTwice && r.ReadAgain != r.Read {
+				rep.TornReads++
+			}
+		case KindWriter:
+			rep.Writes++
+		case KindPermit:
+			rep.Permits++
+		}
 		switch r.Write {
 		case WriteDone:
 			rep.Sections++
@@ -203,7 +242,14 @@ func Check(name string, records []Record, final map[string]int64) Report {
 	}
 	sort.Strings(resources)
 	for _, res := range resources {
-		rep.Overlaps = append(rep.Overlaps, overlaps(res, byRes[res])...)
+		holds := byRes[res]
+		if holds[0].Kind == KindPermit {
+			over, most := overPermits(res, holds)
+			rep.Overlaps = append(rep.Overlaps, over...)
+			rep.MaxPermits = max(rep.MaxPermits, most)
+			continue
+		}
+		rep.Overlaps = append(rep.Overlaps, overlaps(res, holds)...)
 	}
 
 	for res, rc := range regs {
@@ -222,21 +268,60 @@ func Check(name string, records []Record, final map[string]int64) Report {
 
 // overlaps sweeps the holds of one resource in order of start, comparing each
 // with the hold that reaches furthest so far.
+//
+// Readers (KindReader) share: a reader is compared with the writer that
+// reaches furthest, a writer or a plain lock with any hold. A pair that
+// overlaps has its later hold compared with a reach at least as far as the
+// earlier one's, so every overlapping pair yields an Overlap.
 func overlaps(res string, holds []Record) []Overlap {
 	sort.Slice(holds, func(i, j int) bool { return holds[i].Start < holds[j].Start })
 	var out []Overlap
-	var reach *Record
+	var reach, reachExcl *Record // any hold; holds that exclude (not readers)
 	for i := range holds {
 		h := &holds[i]
-		if reach != nil && h.Start < reach.effectiveEnd() {
-			out = append(out, Overlap{Resource: res, First: *reach, Second: *h,
-				By: time.Duration(min(reach.effectiveEnd(), h.effectiveEnd()) - h.Start)})
+		against := reach
+		if h.Kind == KindReader {
+			against = reachExcl
+		}
+		if against != nil && h.Start < against.effectiveEnd() {
+			out = append(out, Overlap{Resource: res, First: *against, Second: *h,
+				By: time.Duration(min(against.effectiveEnd(), h.effectiveEnd()) - h.Start)})
 		}
 		if reach == nil || h.effectiveEnd() > reach.effectiveEnd() {
 			reach = h
 		}
+		if h.Kind != KindReader && (reachExcl == nil || h.effectiveEnd() > reachExcl.effectiveEnd()) {
+			reachExcl = h
+		}
 	}
 	return out
+}
+
+// overPermits sweeps the permit holds of one semaphore in order of start:
+// a hold that begins while Permits others still hold (within validity) is
+// a violation. It also returns the most holds seen at once.
+func overPermits(res string, holds []Record) ([]Overlap, int) {
+	sort.Slice(holds, func(i, j int) bool { return holds[i].Start < holds[j].Start })
+	var out []Overlap
+	var active []*Record
+	most := 0
+	for i := range holds {
+		h := &holds[i]
+		live := active[:0]
+		for _, a := range active {
+			if a.effectiveEnd() > h.Start {
+				live = append(live, a)
+			}
+		}
+		active = append(live, h)
+		most = max(most, len(active))
+		if len(active) > h.Permits {
+			first := active[0]
+			out = append(out, Overlap{Resource: res, First: *first, Second: *h,
+				By: time.Duration(min(first.effectiveEnd(), h.effectiveEnd()) - h.Start)})
+		}
+	}
+	return out, most
 }
 
 // Table renders reports as a fixed-width table, one scenario per line.
@@ -260,5 +345,21 @@ func Table(reports []Report) string {
 			len(r.Overlaps), r.LostUpdates, r.Phantoms, r.LateWrites, r.Unknown, 100*r.Availability(), 100*noq)
 	}
 	b.WriteString("avail: attempts that got the lock (contention included); no-quo: attempts that failed for want of a quorum of answers\n")
+	return b.String()
+}
+
+// KindTable renders the holds of RWMutex and Semaphore scenarios by kind,
+// one scenario per line: reads, writes, torn reads (a writer wrote while a
+// reader held), permits and the most permits held at once.
+func KindTable(reports []Report) string {
+	w := len("fault")
+	for _, r := range reports {
+		w = max(w, len(r.Name))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-*s %6s %6s %5s %7s %8s %8s %6s\n", w, "fault", "reads", "writes", "torn", "permits", "at once", "overlaps", "avail")
+	for _, r := range reports {
+		fmt.Fprintf(&b, "%-*s %6d %6d %5d %7d %8d %8d %5.1f%%\n", w, r.Name, r.Reads, r.Writes, r.TornReads, r.Permits, r.MaxPermits, len(r.Overlaps), 100*r.Availability())
+	}
 	return b.String()
 }

@@ -99,3 +99,74 @@ func TestTable(t *testing.T) {
 		}
 	}
 }
+
+func kindHold(kind, holder, token string, start, end, until int64) Record {
+	r := hold(holder, "r", token, start, end, until)
+	r.Kind = kind
+	if kind != KindWriter {
+		r.Write = WriteSkipped
+	}
+	return r
+}
+
+func TestCheckReadersShareWritersExclude(t *testing.T) {
+	recs := []Record{
+		kindHold(KindReader, "a", "t1", 100, 500, 1000),
+		kindHold(KindReader, "b", "t2", 200, 600, 1000), // readers share: fine
+		kindHold(KindWriter, "c", "t3", 700, 800, 1000), // after both: fine
+		kindHold(KindReader, "d", "t4", 750, 900, 1000), // inside the writer: overlap
+		kindHold(KindWriter, "e", "t5", 850, 950, 1000), // inside reader d: overlap
+	}
+	rep := Check("rw", recs, map[string]int64{"r": 2})
+	if len(rep.Overlaps) != 2 || rep.Safe() {
+		t.Fatalf("want 2 overlaps, got %v", rep.Overlaps)
+	}
+	if rep.Overlaps[0].First.Token != "t3" || rep.Overlaps[0].Second.Token != "t4" || rep.Overlaps[1].Second.Token != "t5" {
+		t.Fatalf("overlaps: %v", rep.Overlaps)
+	}
+	if rep.Reads != 3 || rep.Writes != 2 {
+		t.Fatalf("reads %d writes %d", rep.Reads, rep.Writes)
+	}
+	// A long reader that reaches past a later writer's start is caught even
+	// when a shorter reader sits between them.
+	recs = []Record{
+		kindHold(KindReader, "a", "t1", 100, 900, 1000),
+		kindHold(KindReader, "b", "t2", 200, 300, 1000),
+		kindHold(KindWriter, "c", "t3", 400, 500, 1000),
+	}
+	if rep := Check("rw2", recs, map[string]int64{"r": 1}); len(rep.Overlaps) != 1 || rep.Overlaps[0].First.Token != "t1" {
+		t.Fatalf("want the writer inside the long reader, got %v", rep.Overlaps)
+	}
+}
+
+func TestCheckTornReads(t *testing.T) {
+	r := kindHold(KindReader, "a", "t1", 100, 500, 1000)
+	r.Read, r.ReadAgain, r.ReadTwice = 3, 4, true
+	rep := Check("torn", []Record{r}, map[string]int64{"r": 0})
+	if rep.TornReads != 1 || rep.Safe() {
+		t.Fatalf("torn read not reported: %+v", rep)
+	}
+}
+
+func TestCheckPermits(t *testing.T) {
+	p := func(token string, start, end, until int64) Record {
+		r := kindHold(KindPermit, "h"+token, token, start, end, until)
+		r.Permits = 2
+		return r
+	}
+	recs := []Record{
+		p("t1", 100, 500, 1000),
+		p("t2", 200, 600, 1000),
+		p("t3", 550, 700, 1000),  // t1 ended: 2 hold (t2, t3): fine
+		p("t4", 580, 900, 1000),  // t2 and t3 still hold: a third
+		p("t5", 950, 2000, 1000), // after every other (and past its own Until)
+	}
+	rep := Check("sem", recs, map[string]int64{"r": 0})
+	if len(rep.Overlaps) != 1 || rep.Overlaps[0].Second.Token != "t4" || rep.MaxPermits != 3 {
+		t.Fatalf("want one excess holder t4 (3 at once), got %v, max %d", rep.Overlaps, rep.MaxPermits)
+	}
+	recs[3] = p("t4", 600, 900, 1000) // t2 ended at 600: 2 hold
+	if rep := Check("sem-ok", recs, map[string]int64{"r": 0}); len(rep.Overlaps) != 0 || rep.MaxPermits != 2 || rep.Permits != 5 {
+		t.Fatalf("want no excess, got %v, max %d, permits %d", rep.Overlaps, rep.MaxPermits, rep.Permits)
+	}
+}

@@ -21,6 +21,10 @@ type Fault struct {
 	Hold time.Duration
 	// Gap is the healthy time between two faults.
 	Gap time.Duration
+	// Hit is how many masters of each group a cycle hits at once; 0 means
+	// Minority(n). (A semaphore of k permits tolerates only N − q failed
+	// masters: see redlock.SemaphoreQuorum.)
+	Hit int
 }
 
 // Kill crashes masters (SIGKILL) and starts them again, empty, after down.
@@ -98,7 +102,8 @@ func (s Schedule) Log(t0 time.Time) string {
 // quorum stays: (n−1)/2.
 func Minority(n int) int { return (n - 1) / 2 }
 
-// RunMinority hits a minority of every group of f with fault, over and over,
+// RunMinority hits a minority of every group of f (fault.Hit masters when
+// set) with fault, over and over,
 // until the deadline: in each cycle every group loses a different rotating
 // minority at the same time, the fault lasts fault.Hold, then every master
 // is healed and the fleet stays healthy for fault.Gap. A cycle only starts if
@@ -108,6 +113,9 @@ func RunMinority(ctx context.Context, f redlocktest.Fleet, fault Fault, deadline
 	var mu sync.Mutex
 	groups, per := f.Groups(), f.MastersPerGroup()
 	k := Minority(per)
+	if fault.Hit > 0 {
+		k = min(fault.Hit, per)
+	}
 	if k == 0 {
 		return s
 	}

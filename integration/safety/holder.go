@@ -128,7 +128,21 @@ type HolderSpec struct {
 	// with less, the write is skipped (a careful holder does not write once
 	// its lock may be gone).
 	Margin time.Duration `json:"margin"`
+	// Mode is what the holder takes: "" a plain lock (TryLock); ModeRW a
+	// Client.RWMutex — a writer (Lock, waiting at most TTL/2, then the
+	// read-modify-write) one attempt in three, otherwise a reader (TryRLock,
+	// then two reads of the register that must agree); ModeSemaphore a permit of a
+	// Client.Semaphore with Permits permits (TryAcquire, then a sleep: k
+	// holders at once cannot share a read-modify-write).
+	Mode    string `json:"mode,omitempty"`
+	Permits int    `json:"permits,omitempty"`
 }
+
+// Holder modes (HolderSpec.Mode).
+const (
+	ModeRW        = "rw"
+	ModeSemaphore = "sem"
+)
 
 // RunHolder runs one holder until Until, MaxOps attempts, or ctx ends,
 // passing every attempt to emit.
@@ -151,7 +165,30 @@ func RunHolder(ctx context.Context, c *redlock.Client, reg *Register, s HolderSp
 
 func attempt(ctx context.Context, c *redlock.Client, reg *Register, s HolderSpec, res string) Record {
 	rec := Record{Holder: s.Name, Resource: res, Attempt: time.Now().UnixNano()}
-	l, err := c.TryLock(ctx, res, s.TTL)
+	var l *redlock.Lock
+	var err error
+	switch s.Mode {
+	case ModeRW:
+		if rand.IntN(3) == 0 {
+			// A writer waits (Lock, for at most half a TTL): its waiting
+			// mark holds new readers back until the current ones leave.
+			rec.Kind = KindWriter
+			wctx, cancel := context.WithTimeout(ctx, s.TTL/2)
+			l, err = c.RWMutex(res).Lock(wctx, s.TTL)
+			cancel()
+		} else {
+			rec.Kind = KindReader
+			l, err = c.RWMutex(res).TryRLock(ctx, s.TTL)
+		}
+	case ModeSemaphore:
+		rec.Kind, rec.Permits = KindPermit, s.Permits
+		var sem *redlock.Semaphore
+		if sem, err = c.Semaphore(res, s.Permits); err == nil {
+			l, err = sem.TryAcquire(ctx, s.TTL)
+		}
+	default:
+		l, err = c.TryLock(ctx, res, s.TTL)
+	}
 	if err != nil {
 		rec.Err = err.Error()
 		rec.Unavailable = unavailable(err)
@@ -162,10 +199,31 @@ func attempt(ctx context.Context, c *redlock.Client, reg *Register, s HolderSpec
 	rec.Write = WriteSkipped
 
 	// The critical section: a read-modify-write guarded only by the lock,
-	// every step bounded by the lock's validity.
+	// every step bounded by the lock's validity. A reader reads twice (no
+	// writer may write in between); a permit holder only holds.
 	wctx, cancel := context.WithDeadline(ctx, l.Until())
 	v, err := reg.Get(wctx, res)
-	if err == nil {
+	switch {
+	case rec.Kind == KindPermit:
+		if s.MaxHold > 0 {
+			time.Sleep(rand.N(s.MaxHold + 1))
+		}
+	case rec.Kind == KindReader && err == nil:
+		rec.Read = v
+		if s.MaxHold > 0 {
+			time.Sleep(rand.N(s.MaxHold + 1))
+		}
+		if l.TTL() > s.Margin {
+			again, err := reg.Get(wctx, res)
+			if err != nil {
+				rec.Err = err.Error()
+			} else {
+				rec.ReadAgain, rec.ReadTwice = again, true
+			}
+		}
+	case rec.Kind == KindReader:
+		rec.Err = err.Error()
+	case err == nil:
 		rec.Read = v
 		if s.MaxHold > 0 {
 			time.Sleep(rand.N(s.MaxHold + 1))
@@ -178,7 +236,7 @@ func attempt(ctx context.Context, c *redlock.Client, reg *Register, s HolderSpec
 				rec.Write = WriteDone
 			}
 		}
-	} else {
+	default:
 		rec.Err = err.Error()
 	}
 	cancel()

@@ -29,6 +29,11 @@ type Config struct {
 	MaxHold           time.Duration // default 3 ms
 	MaxPause          time.Duration // default 8 ms
 	Margin            time.Duration // default 50 ms
+	// Mode and Permits choose what the holders take (HolderSpec.Mode):
+	// plain locks by default, ModeRW readers and writers, ModeSemaphore
+	// permits of a Permits-permit semaphore.
+	Mode    string
+	Permits int
 
 	// ChildRun is the -test.run pattern that selects the test calling
 	// RunChild in a child process, or "^$" when the test binary's TestMain
@@ -104,7 +109,8 @@ func Run(ctx context.Context, cfg Config, sc Scenario) (Report, error) {
 	until := begin.Add(sc.Duration)
 	holder := func(name string) HolderSpec {
 		return HolderSpec{Name: name, Resources: resources, TTL: cfg.TTL, Begin: begin, Until: until,
-			MaxOps: cfg.MaxOps, MaxHold: cfg.MaxHold, MaxPause: cfg.MaxPause, Margin: cfg.Margin}
+			MaxOps: cfg.MaxOps, MaxHold: cfg.MaxHold, MaxPause: cfg.MaxPause, Margin: cfg.Margin,
+			Mode: cfg.Mode, Permits: cfg.Permits}
 	}
 
 	// Children first: they take a moment to start.

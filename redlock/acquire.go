@@ -1,0 +1,149 @@
+package redlock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// lockKind is what a scripted lock is — a reader's share, a writer's lock,
+// a semaphore permit: the operations (scripts) that take, give back and
+// extend it. A plain lock has none (Lock.kind is nil).
+type lockKind struct {
+	acquire, release, extend opKind
+}
+
+var (
+	kindRead   = &lockKind{acquire: opRLock, release: opRUnlock, extend: opRExtend}
+	kindWrite  = &lockKind{acquire: opWLock, release: opWUnlock, extend: opWExtend}
+	kindPermit = &lockKind{acquire: opSemAcquire, release: opSemRelease, extend: opSemExtend}
+)
+
+// scripted is one resource's scripted locks (an RWMutex's or a
+// Semaphore's): its group, its keys, and the votes a holder needs.
+type scripted struct {
+	c        *Client
+	resource string
+	g        *group
+	hash     uint64
+	keys     []string // KEYS of every script; keys[0] picks each master's writer
+	need     int      // "yes" votes that hold a lock (0: the group's majority)
+}
+
+func newScripted(c *Client, resource string, suffixes ...string) scripted {
+	g, h := c.route(resource)
+	keys := make([]string, len(suffixes))
+	for i, s := range suffixes {
+		keys[i] = c.s.KeyPrefix + resource + s
+	}
+	return scripted{c: c, resource: resource, g: g, hash: h, keys: keys}
+}
+
+// quorum is the number of masters a holder needs.
+func (s *scripted) quorum() int {
+	if s.need > 0 {
+		return s.need
+	}
+	return s.g.quorum
+}
+
+// attempt is one acquisition of kind with a fresh token: the script runs
+// on every master of the group in parallel with ARGV (token, ttl in ms,
+// argv…). It succeeds with s.quorum() "yes" and validity left, as Lock's
+// attempt does; otherwise it releases the token on every master — those
+// that timed out included — detached from ctx, exactly as a failed plain
+// attempt does. extra is the held lock's release argument (see Lock.extra).
+func (s *scripted) attempt(ctx context.Context, kind *lockKind, ttl time.Duration, extra string, argv ...any) (*Lock, error) {
+	c := s.c
+	token := newToken()
+	ms := ttlMillis(ttl)
+	args := append([]any{token, ms}, argv...)
+	need := s.quorum()
+	start := time.Now() // monotonic
+	q := request{op: kind.acquire, key: s.keys[0], token: token, ttlMs: ms, hash: s.hash, timeout: c.s.NodeTimeout,
+		need: need, args: newScriptArgs(kind.acquire, s.keys, token, args...)}
+	r := s.g.fanout(ctx, q)
+	until := validUntil(start, ttl, c.s.DriftFactor)
+	l := &Lock{c: c, g: s.g, hash: s.hash, resource: s.resource, key: s.keys[0], token: token, keyTTL: ttl,
+		mayHold: r.mayHold(), kind: kind, keys: s.keys, need: s.need, extra: extra}
+	// A master that answered another semaphore's permits refuses the
+	// attempt, even one that reached its quorum elsewhere: clients that
+	// disagree on permits are a mistake to report, not a race to win.
+	mismatch := permitsError(s.resource, r)
+	if r.yes >= need && time.Now().Before(until) && mismatch == nil {
+		l.until = until
+		return l, nil
+	}
+	// The cleanup gives back this attempt's token only: a waiting writer's
+	// mark stays while it retries (Lock lifts it when it gives up).
+	l.extra = ""
+	s.g.releaseDetached(l.releaseRequest(c.s.ReleaseTimeout, keyLife(ttl, c.s.DriftFactor)))
+	qe := s.g.quorumErrorNeed(kind.acquire, s.resource, r, need)
+	if mismatch != nil {
+		return nil, errors.Join(mismatch, qe)
+	}
+	if r.yes >= need {
+		return nil, errors.Join(ErrNotObtained, qe, fmt.Errorf("redlock: %s %q: quorum reached but its validity ran out (the attempt took %v)", kind.acquire, s.resource, time.Since(start)))
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, errors.Join(ErrNotObtained, qe, err)
+	}
+	return nil, errors.Join(ErrNotObtained, qe)
+}
+
+// retry runs attempt until it succeeds, fails with anything but
+// ErrNotObtained, the client's RetryStrategy gives up, or ctx ends — the
+// loop of Client.Lock, for scripted locks.
+func (s *scripted) retry(ctx context.Context, attempt func() (*Lock, error)) (*Lock, error) {
+	c := s.c
+	var timer *time.Timer
+	for retry := 1; ; retry++ {
+		l, err := attempt()
+		if err == nil {
+			return l, nil
+		}
+		if !errors.Is(err, ErrNotObtained) || ctx.Err() != nil {
+			return nil, err
+		}
+		delay, ok := c.s.RetryStrategy.Backoff(retry)
+		if !ok {
+			return nil, err
+		}
+		if timer == nil {
+			timer = time.NewTimer(delay)
+			defer timer.Stop()
+		} else {
+			timer.Reset(delay)
+		}
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			return nil, errors.Join(err, ctx.Err())
+		case <-c.closing:
+			return nil, errors.Join(err, ErrClosed)
+		}
+	}
+}
+
+// do is Do for a scripted lock: acquire (one attempt with WithTryOnce),
+// then run fn as Client.Do runs it.
+func (s *scripted) do(ctx context.Context, ttl time.Duration, fn func(ctx context.Context) error, opts []DoOption,
+	lock, try func(context.Context, time.Duration) (*Lock, error)) error {
+	if fn == nil {
+		return &InputError{Arg: "fn", Reason: "nil"}
+	}
+	o, err := doOpts(opts)
+	if err != nil {
+		return err
+	}
+	acquire := lock
+	if o.try {
+		acquire = try
+	}
+	l, err := acquire(ctx, ttl)
+	if err != nil {
+		return err
+	}
+	return s.c.runLocked(ctx, l, ttl, o, fn)
+}
