@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -51,11 +52,13 @@ func addrs(tb testing.TB, n int) []string {
 }
 
 func newClient(tb testing.TB, servers []string) *redlock.Client {
+	return newClientWith(tb, redlock.Config{Servers: servers})
+}
+
+func newClientWith(tb testing.TB, cfg redlock.Config) *redlock.Client {
 	tb.Helper()
-	c, err := redlock.New(redlock.Config{
-		Servers: servers,
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	c, err := redlock.New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -124,6 +127,93 @@ func BenchmarkLockUnlockParallel(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkFencing compares lock+unlock with Config.Fencing off and on, on
+// one group of 5 masters, interleaved in rounds (off, on, off, on, …) so
+// both see the same machine load: one goroutine (ns/op and p50-µs, the
+// median cycle) and 16 × GOMAXPROCS goroutines on distinct resources
+// (lock+unlock/s). Both clients share the masters; with Fencing on, the
+// masters' counters stay in step, so the write-back round trip is rare
+// (cmds/op: 10 without it). NodeTimeout is 1 s: the machine is shared, and a
+// timeout would fail the benchmark, not measure it.
+func BenchmarkFencing(b *testing.B) {
+	servers := addrs(b, 5)
+	for round := 1; round <= 5; round++ {
+		for _, fencing := range []bool{false, true} {
+			name := fmt.Sprintf("round=%d/fencing=%v", round, fencing)
+			b.Run(name+"/goroutines=1", func(b *testing.B) {
+				c := newClientWith(b, redlock.Config{Servers: servers, Fencing: fencing, NodeTimeout: time.Second})
+				ctx := context.Background()
+				res := resource("fence1")
+				durs := make([]time.Duration, 0, 4096)
+				before := commands(c)
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					t0 := time.Now()
+					l, err := c.Lock(ctx, res, ttl)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if fencing != (l.Fence() > 0) {
+						b.Fatalf("Fencing %v but Fence() = %d", fencing, l.Fence())
+					}
+					if err := l.Release(ctx); err != nil {
+						b.Fatal(err)
+					}
+					if len(durs) < cap(durs) {
+						durs = append(durs, time.Since(t0))
+					}
+				}
+				b.StopTimer()
+				slices.Sort(durs)
+				if len(durs) > 0 {
+					b.ReportMetric(float64(durs[len(durs)/2].Nanoseconds())/1e3, "p50-µs")
+				}
+				time.Sleep(100 * time.Millisecond) // the last cycle's top-ups and releases
+				b.ReportMetric(float64(commands(c)-before)/float64(b.N), "cmds/op")
+			})
+			b.Run(fmt.Sprintf("%s/goroutines=%d", name, 16*runtimeProcs()), func(b *testing.B) {
+				c := newClientWith(b, redlock.Config{Servers: servers, Fencing: fencing, NodeTimeout: time.Second})
+				ctx := context.Background()
+				b.ReportAllocs()
+				b.SetParallelism(16)
+				before := commands(c)
+				b.ResetTimer()
+				t0 := time.Now()
+				b.RunParallel(func(pb *testing.PB) {
+					res := resource("fencep")
+					for pb.Next() {
+						l, err := c.Lock(ctx, res, ttl)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						if err := l.Release(ctx); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+				b.ReportMetric(float64(b.N)/time.Since(t0).Seconds(), "lock+unlock/s")
+				b.StopTimer()
+				time.Sleep(100 * time.Millisecond) // the last cycles' top-ups and releases
+				b.ReportMetric(float64(commands(c)-before)/float64(b.N), "cmds/op")
+			})
+		}
+	}
+}
+
+// commands is the number of commands c has sent to all masters: with
+// Fencing, a lock whose masters' counters disagree costs one more command per
+// master (the write-back), so cmds/op shows how often that round trip is paid.
+func commands(c *redlock.Client) int64 {
+	var n int64
+	for _, st := range c.MasterStats() {
+		n += st.Commands
+	}
+	return n
 }
 
 // BenchmarkTryLockContended is a TryLock on a resource someone else holds:

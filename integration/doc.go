@@ -34,8 +34,16 @@
 //   - TestDoContextEndsWhenLockLost: Do's context ends when a fault takes
 //     the lock away.
 //   - TestSafetyUnderFaults (containers) and TestSafetyUnderFaultsProcesses:
-//     the safety checker; TestSafetyCheckerCatchesUnsafeLocks checks the
-//     checker.
+//     the safety checker, with Fencing on: every register access carries
+//     the holder's fence and the register refuses lower ones (0 refused for
+//     holders that respect validity; fences ordered); a scenario of holders
+//     paused past validity. TestSafetyFenceSavesRegister: stalled holders
+//     lose updates without fences, none with them.
+//     TestSafetyCheckerCatchesUnsafeLocks checks the checker.
+//   - TestQuarantineMajorityRestart (containers, and …Processes): a majority
+//     restarted empty gives a second holder without RestartQuarantine; with
+//     it, the restarted masters vote no (named, with the time left) until the
+//     window has passed; a minority restart costs no availability.
 //   - TestSafetyRWMutexAndSemaphoreProcesses: the safety checker with
 //     RWMutex readers and writers (a writer with anyone, a reader seeing a
 //     write) and a 2-permit Semaphore on 5 masters (more than 2 holders),

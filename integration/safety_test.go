@@ -48,15 +48,20 @@ func safetyScenarios(d time.Duration) []safety.Scenario {
 		{Name: "pause minority " + safetyTTL.String(), Fault: &pause, Duration: d},
 		{Name: "partition minority " + safetyTTL.String(), Fault: &part, Duration: d},
 		{Name: "restart minority with AOF always", Fault: &aof, Duration: d},
+		// Not a fault of the fleet: every holder stalls past its validity on
+		// every 4th hold. The fenced register is what refuses those writes.
+		{Name: "holders paused past validity", Duration: d * 2 / 3, StallEvery: 4},
 	}
 }
 
 // runSafety runs every scenario on f with holders in this process and in
-// two child processes, prints the table, and asserts zero overlaps and zero
-// lost updates for every (minority) fault, and that every fault still let
-// holders through.
+// two child processes, with Fencing on (every register access carries the
+// lock's fence), prints the table, and asserts zero overlaps and zero lost
+// updates for every (minority) fault, fences in order, only stalled holders
+// refused by the register, and that every fault still let holders through.
 func runSafety(t *testing.T, f redlocktest.Fleet, perScenario time.Duration) {
 	cfg := safetyConfig(t, f)
+	cfg.Client.Fencing = true
 	var reports []safety.Report
 	for _, sc := range safetyScenarios(perScenario) {
 		reports = append(reports, runScenario(t, cfg, sc))
@@ -66,6 +71,19 @@ func runSafety(t *testing.T, f redlocktest.Fleet, perScenario time.Duration) {
 
 	for _, rep := range reports {
 		checkReport(t, rep)
+		if rep.FenceInversions != 0 {
+			t.Errorf("%s: %d holds got a fence not above that of a hold obtained before they asked", rep.Name, rep.FenceInversions)
+		}
+		// Holders that respect their validity are never refused by the
+		// fenced register; holders paused past it are (that is what the
+		// fence is for).
+		if rep.Stalled == 0 && rep.Refused != 0 {
+			t.Errorf("%s: the fenced register refused %d holds of holders that respect their validity", rep.Name, rep.Refused)
+		}
+		if rep.Stalled > 0 && (rep.RefusedStalled == 0 || rep.Refused != rep.RefusedStalled) {
+			t.Errorf("%s: %d stalled holds, %d refused of which %d stalled: want stalled holds refused, and only those",
+				rep.Name, rep.Stalled, rep.Refused, rep.RefusedStalled)
+		}
 		// Liveness: a minority fault never stops the lock.
 		if rep.Holds == 0 || rep.Sections == 0 {
 			t.Errorf("%s: no lock obtained in %d attempts", rep.Name, rep.Attempts)
@@ -112,7 +130,7 @@ func checkReport(t *testing.T, rep safety.Report) {
 	if rep.DuplicateTokens != 0 {
 		t.Errorf("%s: %d tokens handed out twice", rep.Name, rep.DuplicateTokens)
 	}
-	if rep.Name != "none" && rep.Faults == 0 {
+	if rep.Name != "none" && rep.Stalled == 0 && rep.Faults == 0 {
 		t.Errorf("%s: no fault was injected", rep.Name)
 	}
 }
@@ -226,6 +244,50 @@ func TestSafetyUnderFaults(t *testing.T) {
 func TestSafetyUnderFaultsProcesses(t *testing.T) {
 	f := startProcesses(t, 3, 3)
 	runSafety(t, f, 4*time.Second)
+}
+
+// TestSafetyFenceSavesRegister: holders that stall past their validity (on
+// every 2nd hold) lose register updates when the register does not check
+// fences — the lock alone cannot stop a paused holder — and lose none when
+// every access carries the lock's fence: the register refuses the stalled
+// holders' stale writes instead.
+func TestSafetyFenceSavesRegister(t *testing.T) {
+	f := startProcesses(t, 1, 3)
+	reg, err := redisproc.Start(redisproc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = reg.Close() })
+	run := func(fencing bool) safety.Report {
+		cfg := safety.Config{
+			Fleet: f,
+			Client: safety.ClientSpec{NodeTimeout: nodeTimeout, ReconnectInterval: reconnectInterval,
+				DialTimeout: dialTimeout, ReleaseTimeout: time.Second, Fencing: fencing},
+			Register: reg.Addr(), TTL: 300 * time.Millisecond, Goroutines: 3, Children: -1, MaxOps: 1000,
+			Startup: 100 * time.Millisecond, Logf: t.Logf,
+		}
+		name := "stall every 2nd hold, fencing " + map[bool]string{false: "off", true: "on"}[fencing]
+		rep, err := safety.Run(t.Context(), cfg, safety.Scenario{Name: name, Duration: 2 * time.Second, StallEvery: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range rep.Problems {
+			t.Errorf("%s: %s", name, p)
+		}
+		return rep
+	}
+	off, on := run(false), run(true)
+	t.Logf("\n%s", safety.Table([]safety.Report{off, on}))
+	if off.Stalled == 0 || off.LostUpdates == 0 {
+		t.Errorf("without fences: %d stalled holds, %d lost updates; want stalls to lose updates", off.Stalled, off.LostUpdates)
+	}
+	if on.Stalled == 0 || on.LostUpdates != 0 || on.Phantoms != 0 || on.RefusedStalled == 0 || on.Refused != on.RefusedStalled {
+		t.Errorf("with fences: %d stalled, %d lost, %d phantom, %d refused (%d stalled); want no loss and only stalled holds refused",
+			on.Stalled, on.LostUpdates, on.Phantoms, on.Refused, on.RefusedStalled)
+	}
+	if len(off.Overlaps)+len(on.Overlaps) != 0 || on.FenceInversions != 0 {
+		t.Errorf("overlaps within validity: %d, %d; fence inversions %d", len(off.Overlaps), len(on.Overlaps), on.FenceInversions)
+	}
 }
 
 // TestSafetyCheckerCatchesUnsafeLocks guards the checker itself: it must

@@ -25,6 +25,9 @@ type Client struct {
 	bgMu    sync.Mutex     // orders goBackground's wg.Add before Close's wg.Wait
 	wg      sync.WaitGroup // every goroutine the client starts
 
+	// fenceKey is the fence counters' key on every master (Config.Fencing).
+	fenceKey string
+
 	serversMu sync.Mutex
 	servers   map[string]*node // run_id → the master that reaches that server (claimServer)
 	hub       hub              // waiters and release notifications (await.go, notify.go)
@@ -40,7 +43,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{s: s, closing: make(chan struct{}), servers: make(map[string]*node)}
+	c := &Client{s: s, fenceKey: s.KeyPrefix + FenceCounterKey, closing: make(chan struct{}), servers: make(map[string]*node)}
 	c.hub.c = c
 	c.ext.c = c
 	ids := make([]string, len(s.groups))
@@ -291,6 +294,9 @@ func (c *Client) checkResource(resource string) error {
 	if len(resource) > c.s.MaxResourceLen {
 		return &InputError{Arg: "resource", Reason: fmt.Sprintf("%d bytes, longer than MaxResourceLen (%d)", len(resource), c.s.MaxResourceLen)}
 	}
+	if resource == FenceCounterKey {
+		return &InputError{Arg: "resource", Reason: fmt.Sprintf("%q is reserved for the fence counter (FenceCounterKey)", resource)}
+	}
 	return nil
 }
 
@@ -402,14 +408,28 @@ func (c *Client) attempt(ctx context.Context, resource string, ttl time.Duration
 	token := newToken()
 	ms := ttlMillis(ttl)
 	start := time.Now() // monotonic
-	r := g.fanout(ctx, request{op: opAcquire, key: key, token: token, ttlMs: ms, hash: h, timeout: c.s.NodeTimeout})
+	q := request{op: opAcquire, key: key, token: token, ttlMs: ms, hash: h, timeout: c.s.NodeTimeout}
+	if c.s.Fencing {
+		q.op, q.fenceKey, q.fenceSlot = opAcquireFence, c.fenceKey, fenceSlot(h)
+	}
+	r := g.fanout(ctx, q)
 	until := validUntil(start, ttl, c.s.DriftFactor)
+	var fenceErr error
 	if r.yes >= g.quorum && time.Now().Before(until) {
-		return &Lock{c: c, g: g, hash: h, resource: resource, key: key, token: token, keyTTL: ttl, mayHold: r.mayHold(),
-			until: until}, nil
+		var fence int64
+		if c.s.Fencing {
+			fence, fenceErr = c.settleFence(ctx, g, h, resource, r)
+		}
+		if fenceErr == nil && time.Now().Before(until) {
+			return &Lock{c: c, g: g, hash: h, resource: resource, key: key, token: token, keyTTL: ttl, mayHold: r.mayHold(),
+				until: until, fence: fence}, nil
+		}
 	}
 	g.releaseDetached(request{op: opRelease, key: key, token: token, hash: h, timeout: c.s.ReleaseTimeout,
 		keepMask: r.mayHold(), keepFor: keyLife(ttl, c.s.DriftFactor)})
+	if fenceErr != nil {
+		return nil, fenceErr
+	}
 	qe := g.quorumError(opAcquire, resource, r)
 	qe.sentinel = ErrNotObtained
 	if r.yes >= g.quorum {

@@ -54,16 +54,44 @@ for i = 1, #KEYS do redis.call("pexpire", KEYS[i], ARGV[2]) end
 return 1`
 )
 
+// The scripts of Config.Fencing (fencing.go).
+const (
+	// fenceAcquireScriptSrc is the acquire of Config.Fencing: SET key token
+	// NX PX ttl and, when it is set, advance the resource's fence counter
+	// (field ARGV[3] of the group's counter hash KEYS[2]) and return it; 0
+	// when the key exists (busy). The counter is read first, so a counter
+	// key of the wrong type fails the script before anything is written. A
+	// missing counter (a new master, or one restarted without its data)
+	// starts from the master's clock in microseconds (see fencing.go for why
+	// that keeps fences monotonic across such restarts).
+	fenceAcquireScriptSrc = `local c = redis.call("hget", KEYS[2], ARGV[3])
+if not redis.call("set", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then return 0 end
+if c then c = tonumber(c) + 1 else local t = redis.call("time") c = tonumber(t[1]) * 1000000 + tonumber(t[2]) end
+redis.call("hset", KEYS[2], ARGV[3], string.format("%.0f", c))
+return c`
+
+	// raiseScriptSrc raises the fence counter (field ARGV[2] of the hash
+	// KEYS[1]) to at least ARGV[1] (never lowers it) and returns 1.
+	raiseScriptSrc = `local c = redis.call("hget", KEYS[1], ARGV[2])
+if not c or tonumber(c) < tonumber(ARGV[1]) then redis.call("hset", KEYS[1], ARGV[2], ARGV[1]) end
+return 1`
+)
+
 var (
 	releaseScript      = redis.NewScript(releaseScriptSrc)
 	extendScript       = redis.NewScript(extendScriptSrc)
 	multiAcquireScript = redis.NewScript(multiAcquireScriptSrc)
 	multiReleaseScript = redis.NewScript(multiReleaseScriptSrc)
 	multiExtendScript  = redis.NewScript(multiExtendScriptSrc)
+	fenceAcquireScript = redis.NewScript(fenceAcquireScriptSrc)
+	raiseScript        = redis.NewScript(raiseScriptSrc)
 )
 
 // scriptSources are loaded on every (re)connection.
 var scriptSources = []string{releaseScriptSrc, extendScriptSrc, multiAcquireScriptSrc, multiReleaseScriptSrc, multiExtendScriptSrc}
+
+// fenceScriptSources are loaded too with Config.Fencing.
+var fenceScriptSources = []string{fenceAcquireScriptSrc, raiseScriptSrc}
 
 type opKind uint8
 
@@ -76,13 +104,15 @@ const (
 	opMultiAcquire               // several keys, all or none (LockAll)
 	opMultiRelease               // several keys' compare-and-delete
 	opMultiExtend                // several keys' compare-and-pexpire, all or none
+	opAcquireFence               // Fencing: SET NX PX and advance the fence counter (fenceAcquireScriptSrc)
+	opRaise                      // Fencing: raise the fence counter to at least a value (raiseScriptSrc)
 )
 
 func (o opKind) String() string {
 	if o >= opScripted {
 		return scriptedOpNames[o-opScripted]
 	}
-	return [...]string{"lock", "release", "extend", "islocked", "pttl", "lockall", "release", "extend"}[o]
+	return [...]string{"lock", "release", "extend", "islocked", "pttl", "lockall", "release", "extend", "lock", "fence"}[o]
 }
 
 // Script hashes, boxed once.
@@ -92,6 +122,8 @@ var (
 	multiAcquireSHA any = multiAcquireScript.Hash()
 	multiReleaseSHA any = multiReleaseScript.Hash()
 	multiExtendSHA  any = multiExtendScript.Hash()
+	fenceAcquireSHA any = fenceAcquireScript.Hash()
+	raiseSHA        any = raiseScript.Hash()
 )
 
 // multiCmd builds EVALSHA (or EVAL) of a several-key script.
@@ -142,6 +174,16 @@ func newCmd(ctx context.Context, cl *call, eval bool) *redis.Cmd {
 		return multiCmd(ctx, eval, multiReleaseScriptSrc, multiReleaseSHA, a.keys, a.token)
 	case opMultiExtend:
 		return multiCmd(ctx, eval, multiExtendScriptSrc, multiExtendSHA, a.keys, a.token, a.ttl)
+	case opAcquireFence:
+		if eval {
+			return redis.NewCmd(ctx, "eval", fenceAcquireScriptSrc, 2, a.key, a.fence.key, a.token, a.ttl, a.fence.slot)
+		}
+		return redis.NewCmd(ctx, "evalsha", fenceAcquireSHA, 2, a.key, a.fence.key, a.token, a.ttl, a.fence.slot)
+	case opRaise:
+		if eval {
+			return redis.NewCmd(ctx, "eval", raiseScriptSrc, 1, a.fence.key, a.fence.value, a.fence.slot)
+		}
+		return redis.NewCmd(ctx, "evalsha", raiseSHA, 1, a.fence.key, a.fence.value, a.fence.slot)
 	default:
 		return redis.NewCmd(ctx, "type", a.key)
 	}
@@ -149,7 +191,8 @@ func newCmd(ctx context.Context, cl *call, eval bool) *redis.Cmd {
 
 // decode turns a reply into a vote: yes, no, or an error; val is the
 // reply's number where it carries one (PTTL's milliseconds; for a release,
-// the subscribers the release's message reached).
+// the subscribers the release's message reached; for a fenced acquire, the
+// master's fence counter).
 func decode(op opKind, cmd *redis.Cmd) (ok bool, val int64, err error) {
 	err = cmd.Err()
 	if op == opAcquire {
@@ -184,6 +227,8 @@ func decode(op opKind, cmd *redis.Cmd) (ok bool, val int64, err error) {
 		return true, v, nil // every answer counts: val says how long the key lives
 	case opRelease:
 		return v >= 1, max(v-1, 0), nil
+	case opAcquireFence:
+		return v > 0, v, nil // 0: busy
 	}
 	return v == 1, 0, nil
 }

@@ -105,9 +105,9 @@ type Config struct {
 	// for that master with this config (or a default one). Default: nil.
 	TLSConfig *tls.Config
 
-	// Logger receives state changes of masters (down, up) at Warn and Info
-	// level; a master down for a permanent reason (see IsPermanent) at Error
-	// level. Default: slog.Default().
+	// Logger receives state changes of masters (down, up, quarantined) at
+	// Warn and Info level; a master down for a permanent reason (see
+	// IsPermanent) at Error level. Default: slog.Default().
 	Logger *slog.Logger
 
 	// StrictStart makes New fail fast instead of starting with masters
@@ -120,6 +120,30 @@ type Config struct {
 	// masters down and reconnects them in the background, so that a service
 	// can start while part of the fleet is away.
 	StrictStart bool
+
+	// Fencing makes Lock.Fence a fencing token: every acquisition's fence is
+	// strictly greater than the fence of every acquisition of the same
+	// resource that completed before it started, from any client or process
+	// (see Lock.Fence and the README). Each master keeps one hash of at most
+	// FenceSlots counters, the key KeyPrefix + FenceCounterKey. It costs at
+	// most one extra round trip per acquisition (only when the masters'
+	// counters disagree) and nothing when off. Locks from Lock, TryLock,
+	// Await and Do carry fences; LockAll, RWMutex and Semaphore do not (a
+	// MultiLock has no Fence; their Locks' Fence is 0): take single locks
+	// where a resource checks fences. The ACL rule needs +hget, +hset and +time. Default: false
+	// (Fence is 0).
+	Fencing bool
+
+	// RestartQuarantine makes a master that has been up for less than this
+	// vote no on every new lock (Release, Extend and IsLocked still use it):
+	// set it to at least the longest TTL in use, and a master restarted
+	// without its data cannot give a lock that is still valid elsewhere to a
+	// second holder. It is checked on every new connection to a master
+	// (INFO server: run_id and uptime), so restarts before this client
+	// started count too. The ACL rule needs +info. Unit: time; the server's
+	// uptime has a resolution of 1 s, so the window may end up to 2 s late,
+	// never early. Default: 0 (off).
+	RestartQuarantine time.Duration
 }
 
 // NoRetries is the MaxRetry that means "no retries": Lock makes a single
@@ -181,6 +205,12 @@ func (c Config) String() string {
 	}
 	if c.StrictStart {
 		b.WriteString(" StrictStart:true")
+	}
+	if c.Fencing {
+		b.WriteString(" Fencing:true")
+	}
+	if c.RestartQuarantine != 0 {
+		fmt.Fprintf(&b, " RestartQuarantine:%v", c.RestartQuarantine)
 	}
 	b.WriteString("}")
 	return b.String()
@@ -276,6 +306,7 @@ func (c Config) validate() (*settings, error) {
 		{"DialTimeout", int64(c.DialTimeout)},
 		{"HealthCheckPeriod", int64(c.HealthCheckPeriod)},
 		{"ReleaseTimeout", int64(c.ReleaseTimeout)},
+		{"RestartQuarantine", int64(c.RestartQuarantine)},
 		{"MaxResourceLen", int64(c.MaxResourceLen)},
 	} {
 		if err := neg(chk.f, chk.v); err != nil {

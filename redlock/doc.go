@@ -76,8 +76,13 @@
 //     lock. Check Until before side effects, use the context Do passes (it
 //     ends at Until), and make the protected resource reject stale writers.
 //   - Fencing. The lock's token is random, not ordered. Where correctness
-//     matters, have the resource check a fencing token: a number you
-//     increment under the lock and the resource refuses to see go backwards.
+//     matters, set [Config.Fencing] and pass [Lock.Fence] with every write:
+//     a number greater than the fence of every earlier acquisition of the
+//     resource, so the resource can refuse a write whose fence is lower than
+//     the highest it has seen (a holder paused past its validity). LockAll,
+//     RWMutex and Semaphore hand out no fences. [Config.RestartQuarantine] keeps a master
+//     restarted without its data from voting for new locks until the locks
+//     it forgot have expired.
 //
 // # Operating it
 //

@@ -428,3 +428,59 @@ func ExampleWithMaxHold() {
 	// Output:
 	// true
 }
+
+// fencedStore is a resource that checks fencing tokens: it refuses a write
+// whose fence is lower than the highest it has seen. (A database does the
+// same with a conditional update: UPDATE … WHERE fence <= $fence.)
+type fencedStore struct {
+	highest int64
+	value   string
+}
+
+func (s *fencedStore) Write(fence int64, value string) error {
+	if fence < s.highest {
+		return fmt.Errorf("refused: fence %d is below %d", fence, s.highest)
+	}
+	s.highest, s.value = fence, value
+	return nil
+}
+
+// With Config.Fencing, every lock carries a fence that is higher than the
+// fence of every lock of the resource obtained before it. A holder that was
+// paused past its validity (GC, swap, a stopped VM) still believes it holds
+// the lock; the store it writes to stops it by the fence.
+func Example_fencing() {
+	client, err := redlock.New(redlock.Config{Servers: servers, Fencing: true})
+	if err != nil {
+		panic(err)
+	}
+	defer client.Close()
+	ctx := context.Background()
+	store := &fencedStore{}
+
+	// Holder A takes the lock, then stalls past its validity.
+	a, err := client.Lock(ctx, "invoice:7", 200*time.Millisecond)
+	if err != nil {
+		panic(err)
+	}
+	time.Sleep(time.Until(a.Until()) + 200*time.Millisecond)
+
+	// Meanwhile the lock expired and holder B took it, with a higher fence.
+	b, err := client.Lock(ctx, "invoice:7", 10*time.Second)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("B's fence is higher:", b.Fence() > a.Fence())
+	fmt.Println("B writes:", store.Write(b.Fence(), "paid by B") == nil)
+
+	// A wakes up and writes: the store refuses the stale fence.
+	err = store.Write(a.Fence(), "paid by A")
+	fmt.Println("A writes:", err == nil)
+	fmt.Println("value:", store.value)
+	_ = b.Release(ctx)
+	// Output:
+	// B's fence is higher: true
+	// B writes: true
+	// A writes: false
+	// value: paid by B
+}

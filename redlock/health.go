@@ -3,6 +3,7 @@ package redlock
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -117,12 +118,16 @@ func parseServerInfo(text string, at time.Time) *serverInfo {
 
 // readServerInfo reads the INFO server reply that pc got with its first
 // PING. A denial (ACL without +info) is not an error: the server is then
-// unknown (nil).
+// unknown (nil) — unless RestartQuarantine is set, which cannot work
+// without it.
 func (n *node) readServerInfo(pc *pconn) (*serverInfo, error) {
 	cmd := pc.info
 	if err := cmd.Err(); err != nil {
 		if !isServerError(err) {
 			return nil, err
+		}
+		if n.c.s.RestartQuarantine > 0 {
+			return nil, fmt.Errorf("INFO server (needed by RestartQuarantine; the ACL rule needs +info): %w", err)
 		}
 		if n.infoDeniedLogged.CompareAndSwap(false, true) {
 			n.c.s.Logger.Warn("redlock: INFO denied: one server reached under two names cannot be detected (grant +info)",
@@ -130,7 +135,11 @@ func (n *node) readServerInfo(pc *pconn) (*serverInfo, error) {
 		}
 		return nil, nil
 	}
-	return parseServerInfo(cmd.Val(), time.Now()), nil
+	si := parseServerInfo(cmd.Val(), time.Now())
+	if si == nil && n.c.s.RestartQuarantine > 0 {
+		return nil, errors.New("INFO server has no run_id: RestartQuarantine cannot tell when the server started")
+	}
+	return si, nil
 }
 
 // serverCheck runs on every new connection to the master (first connect,
@@ -143,6 +152,9 @@ func (n *node) serverCheck(ctx context.Context, pc *pconn) error {
 	si, err := n.readServerInfo(pc)
 	if err != nil {
 		return err
+	}
+	if n.c.s.RestartQuarantine > 0 {
+		n.observeServer(n.info.Load(), si) // quarantine.go
 	}
 	n.info.Store(si)
 	if !n.c.started.Load() {
@@ -161,7 +173,11 @@ func (n *node) connect() error {
 		return err
 	}
 	pipe := res.Value().conn.Pipeline()
-	for _, src := range scriptSources {
+	srcs := scriptSources
+	if n.c.s.Fencing {
+		srcs = append(srcs[:len(srcs):len(srcs)], fenceScriptSources...)
+	}
+	for _, src := range srcs {
 		pipe.ScriptLoad(ctx, src)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !isServerError(err) { // a denied SCRIPT LOAD is fine: EVALSHA falls back to EVAL

@@ -18,6 +18,7 @@ type Lock struct {
 	token    string
 
 	mayHold uint64 // masters where the SET may have landed (see result.mayHold)
+	fence   int64  // Config.Fencing: the fencing token (fencing.go); 0 otherwise
 
 	mu    sync.Mutex
 	until time.Time // monotonic; zero once released or known lost. Set only through setUntil/capUntil.

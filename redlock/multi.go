@@ -76,6 +76,10 @@ func (p *multiPart) name() string {
 // its whole share. It retries as Lock does
 // (Config.RetryStrategy), and ctx bounds everything: when it ends, the
 // error is ErrNotObtained joined with ctx.Err().
+//
+// LockAll hands out no fencing tokens, even with Config.Fencing: a
+// MultiLock has no Fence. A master in restart quarantine
+// (Config.RestartQuarantine) votes no on LockAll as on Lock.
 func (c *Client) LockAll(ctx context.Context, resources []string, ttl time.Duration) (*MultiLock, error) {
 	return c.lockAll(ctx, resources, ttl, false)
 }

@@ -42,6 +42,12 @@ type node struct {
 	droppedLogged time.Time     // last warning about a full kept list
 	keptDropped   atomic.Int64  // needed releases dropped because the kept list was full
 	retryPending  atomic.Bool   // a flush of kept releases is scheduled (keepAndRetry)
+
+	// Restart quarantine (quarantine.go).
+	quarantined atomic.Int64 // unix nanos the quarantine ends at; 0: none
+	qInfo       atomic.Pointer[QuarantineError]
+	qMu         sync.Mutex
+	loggedRunID string // the last run_id whose quarantine was logged (under qMu)
 }
 
 func newNode(c *Client, a address) (*node, error) {
@@ -89,7 +95,12 @@ type MasterStat struct {
 	Pipelines int64     // pipelines sent (Commands/Pipelines is the batching factor)
 	Failures  int64     // commands that got an error
 	Downs     int64     // times the master was marked down
-	Pool      PoolStat
+	// QuarantinedUntil is when the master's restart quarantine ends
+	// (Config.RestartQuarantine); zero when it is not quarantined. Until
+	// then it votes no on new locks.
+	QuarantinedUntil time.Time
+	RunID            string // the server's run_id at the newest connection ("" when INFO is denied)
+	Pool             PoolStat
 }
 
 func (n *node) stat(group int) MasterStat {
@@ -108,6 +119,13 @@ func (n *node) stat(group int) MasterStat {
 	}
 	if e := n.lastErr.Load(); e != nil {
 		st.LastError = *e
+	}
+	now := time.Now()
+	if left := n.quarantineLeft(now); left > 0 {
+		st.QuarantinedUntil = now.Add(left)
+	}
+	if si := n.info.Load(); si != nil {
+		st.RunID = si.runID
 	}
 	return st
 }

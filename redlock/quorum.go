@@ -36,6 +36,11 @@ type request struct {
 	token string
 	ttlMs int64  // acquire and extend: the TTL sent to the masters, in ms
 	hash  uint64 // the key's hash: picks each master's writer
+	// Fencing: the group's fence counter hash, the resource's slot in it
+	// (opAcquireFence, opRaise), and the value opRaise raises it to.
+	fenceKey  string
+	fenceSlot int
+	fence     int64
 	// timeout bounds each master's answer (NodeTimeout; ReleaseTimeout for
 	// a detached release).
 	timeout time.Duration
@@ -179,6 +184,9 @@ func (q *request) cmdArgs() *cmdArgs {
 	}
 	a := newCmdArgs(q.key, q.token, q.ttlMs)
 	a.keys = q.keys
+	if q.fenceKey != "" {
+		a.fence = &fenceArgs{key: q.fenceKey, slot: fenceSlotNames[q.fenceSlot], value: q.fence}
+	}
 	return a
 }
 
@@ -253,6 +261,10 @@ func mayHaveLanded(err error) bool {
 		if errors.Is(err, notSent) {
 			return false
 		}
+	}
+	var qe *QuarantineError
+	if errors.As(err, &qe) {
+		return false // refused before sending
 	}
 	return !isServerError(err)
 }

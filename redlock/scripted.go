@@ -28,9 +28,10 @@ var scriptedOpNames = [...]string{
 }
 
 // isAcquire tells the operations that take a lock (a quorum of "no" does not
-// end them early: see request.decisive).
+// end them early: see request.decisive; a master in restart quarantine
+// refuses them: see node.refuseQuarantined).
 func (o opKind) isAcquire() bool {
-	return o == opAcquire || o == opMultiAcquire || o == opRLock || o == opWLock || o == opSemAcquire
+	return o == opAcquire || o == opAcquireFence || o == opMultiAcquire || o == opRLock || o == opWLock || o == opSemAcquire
 }
 
 // isRelease tells the operations that give a lock back (a master that misses

@@ -252,7 +252,7 @@ const isLockedCmd = "type"
 // minimalACL is the smallest rule set the lock client needs (see ACL.md),
 // without the commands in minus. keys is the key pattern, e.g. "~*" or "~lock:*".
 func minimalACL(keys string, minus ...string) []string {
-	cmds := []string{"+ping", "+set", "+" + isLockedCmd, "+evalsha", "+eval", "+script|load", "+info", "+get", "+del", "+pexpire",
+	cmds := []string{"+ping", "+set", "+" + isLockedCmd, "+evalsha", "+eval", "+script|load", "+info", "+get", "+del", "+pexpire", "+hget", "+hset", "+time",
 		"+exists", "+pttl", "+publish", "+subscribe", "+unsubscribe"}
 	out := []string{}
 	for _, c := range cmds {
@@ -363,7 +363,9 @@ func TestSecurityACLMinimalRule(t *testing.T) {
 
 	t.Run("credentials in the URL, ~*", func(t *testing.T) {
 		setAll(t, minimalACL("~*"))
-		c := newClient(t, Config{Servers: urls()})
+		// Fencing and RestartQuarantine exercise +time and +info too (a
+		// nanosecond of quarantine: INFO is read, nothing is refused).
+		c := newClient(t, Config{Servers: urls(), Fencing: true, RestartQuarantine: time.Nanosecond})
 		exerciseLock(t, c, servers, "", "acl-url")
 		exerciseWaiting(t, c, "acl-url-wait")
 		if n := denials(t); n != 0 {
@@ -372,7 +374,7 @@ func TestSecurityACLMinimalRule(t *testing.T) {
 	})
 	t.Run("Config.Username/Password, key prefix ~lock:*", func(t *testing.T) {
 		setAll(t, minimalACL("~lock:*"))
-		c := newClient(t, Config{Servers: redisproc.Addrs(servers), Username: aclUser, Password: pass, KeyPrefix: "lock:"})
+		c := newClient(t, Config{Servers: redisproc.Addrs(servers), Username: aclUser, Password: pass, KeyPrefix: "lock:", Fencing: true, RestartQuarantine: time.Nanosecond})
 		exerciseLock(t, c, servers, "lock:", "acl-prefix")
 		exerciseWaiting(t, c, "acl-prefix-wait")
 		if n := denials(t); n != 0 {
@@ -468,13 +470,14 @@ func TestSecurityACLMinimalRule(t *testing.T) {
 	// Every command of the rule is needed: without it, some operation fails
 	// with a clear NOPERM error naming the master (never "busy"/"not held").
 	ctx := context.Background()
-	for _, cmd := range []string{"ping", "set", isLockedCmd, "evalsha", "eval", "get", "del", "pexpire"} {
+	for _, cmd := range []string{"ping", "set", isLockedCmd, "evalsha", "eval", "get", "del", "pexpire", "hget", "hset", "time", "info"} {
 		t.Run("without "+cmd, func(t *testing.T) {
 			setAll(t, minimalACL("~*", cmd))
 			for _, s := range servers {
 				_, _ = s.Do(ctx, "SCRIPT", "FLUSH")
+				_, _ = s.Do(ctx, "FLUSHALL") // a new fence counter starts from TIME
 			}
-			c := newClient(t, Config{Servers: urls()})
+			c := newClient(t, Config{Servers: urls(), Fencing: true, RestartQuarantine: time.Nanosecond})
 			var errs []error
 			l, err := c.TryLock(ctx, "acl-minus-"+cmd, 5*time.Second)
 			errs = append(errs, err)
@@ -502,10 +505,13 @@ func TestSecurityACLMinimalRule(t *testing.T) {
 			if msg := failed.Error(); cmd != "ping" && !strings.Contains(msg, "NOPERM") && !strings.Contains(msg, "can't run this command") {
 				t.Errorf("error does not report the permission failure: %v", failed)
 			}
-			if cmd == "ping" {
+			if cmd == "ping" || cmd == "info" {
 				if st := c.MasterStats()[0]; st.Up || !strings.Contains(st.LastError, "NOPERM") {
-					t.Errorf("without +ping: MasterStats = up %v, %q; want down with NOPERM", st.Up, st.LastError)
+					t.Errorf("without +%s: MasterStats = up %v, %q; want down with NOPERM", cmd, st.Up, st.LastError)
 				}
+			}
+			if cmd == "info" && !strings.Contains(c.MasterStats()[0].LastError, "+info") {
+				t.Errorf("without +info: LastError %q does not say the rule needs +info", c.MasterStats()[0].LastError)
 			}
 			if denials(t) == 0 {
 				t.Errorf("the ACL log shows no denial")

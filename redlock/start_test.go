@@ -184,6 +184,8 @@ func TestSettings(t *testing.T) {
 			fmt.Sprintf("redlock.Config{Servers:[redis://u:xxxxx@%s] PoolSize:4 DriftFactor:0.01 MaxRetry:NoRetries RetryInterval:200ms ReconnectInterval:500ms NodeTimeout:100ms DialTimeout:1s HealthCheckPeriod:15s ReleaseTimeout:1s KeyPrefix:\"l:\" MaxResourceLen:4096 Password:xxxxx}", srv.Addr())},
 		{Config{Servers: []string{srv.Addr()}, RetryStrategy: NoRetry(), NodeTimeout: time.Second, StrictStart: true},
 			fmt.Sprintf("redlock.Config{Servers:[%s] PoolSize:2 DriftFactor:0.01 MaxRetry:3 RetryInterval:200ms ReconnectInterval:500ms NodeTimeout:1s DialTimeout:1s HealthCheckPeriod:15s ReleaseTimeout:1s KeyPrefix:\"\" MaxResourceLen:4096 RetryStrategy:custom StrictStart:true}", srv.Addr())},
+		{Config{Servers: []string{srv.Addr()}, Fencing: true, RestartQuarantine: 90 * time.Second},
+			fmt.Sprintf("redlock.Config{Servers:[%s] PoolSize:2 DriftFactor:0.01 MaxRetry:3 RetryInterval:200ms ReconnectInterval:500ms NodeTimeout:100ms DialTimeout:1s HealthCheckPeriod:15s ReleaseTimeout:1s KeyPrefix:\"\" MaxResourceLen:4096 Fencing:true RestartQuarantine:1m30s}", srv.Addr())},
 	}
 	for _, tc := range cases {
 		tc.cfg.Logger = quietLogger

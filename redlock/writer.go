@@ -47,7 +47,7 @@ type reply struct {
 	ok   bool
 	done bool // answered (false: not yet, or not awaited)
 	err  error
-	val  int64 // PTTL's milliseconds; a release's reached subscribers
+	val  int64 // PTTL's milliseconds; a release's reached subscribers; a fenced acquire's fence counter
 }
 
 // fail answers the call with err (a vote of no).
@@ -63,10 +63,17 @@ func (cl *call) answerVal(ok bool, val int64, err error) {
 // once per operation rather than once per master.
 type cmdArgs struct {
 	key, token, ttl any
-	keys            []string // several-key scripts (LockAll)
+	keys            []string   // several-key scripts (LockAll)
+	fence           *fenceArgs // Fencing only: nil otherwise, so a plain fan-out's arguments stay as small as before
 	// script is a scripted operation's whole EVALSHA command (nil for the
 	// plain lock's operations; see newScriptArgs).
 	script []any
+}
+
+// fenceArgs are the fence counter's arguments: the counters' hash key, the
+// resource's field in it, and opRaise's value.
+type fenceArgs struct {
+	key, slot, value any
 }
 
 func newCmdArgs(key, token string, ttlMs int64) *cmdArgs {
@@ -188,6 +195,14 @@ func (n *node) exec(batch []*call, cmds []*redis.Cmd) []*redis.Cmd {
 func (n *node) run(res *puddle.Resource[*pconn], calls []*call, cmds []*redis.Cmd) []*redis.Cmd {
 	pc := res.Value()
 	ctx := context.Background()
+	if n.quarantined.Load() != 0 {
+		// Checked here, after the connection was taken: dialing it may have
+		// just found the master restarted.
+		if calls = n.refuseQuarantined(calls); len(calls) == 0 {
+			res.Release()
+			return cmds
+		}
+	}
 	for _, cl := range calls {
 		cmds = append(cmds, newCmd(ctx, cl, false))
 	}

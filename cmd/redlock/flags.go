@@ -71,6 +71,8 @@ type fleetFlags struct {
 	dialTimeout time.Duration
 	keyPrefix   string
 	verbose     bool
+	fencing     bool
+	quarantine  time.Duration
 }
 
 // setFlags returns the names of the flags given on the command line.
@@ -88,6 +90,8 @@ func (ff *fleetFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&ff.dialTimeout, "dial-timeout", 0, "per-master dial timeout (0: the client's default, 1s)")
 	fs.StringVar(&ff.keyPrefix, "key-prefix", "", "prefix of every lock key (default: the key is the resource)")
 	fs.BoolVar(&ff.verbose, "v", false, "log the client's master up/down events on stderr")
+	fs.BoolVar(&ff.fencing, "fencing", false, "fencing tokens (Config.Fencing)")
+	fs.DurationVar(&ff.quarantine, "restart-quarantine", 0, "a master up for less than this votes no (Config.RestartQuarantine; 0: off)")
 }
 
 // fleet is the masters named on the command line or in the environment.
@@ -151,6 +155,9 @@ func (ff *fleetFlags) config(groups [][]string, stderr io.Writer) redlock.Config
 		DialTimeout: ff.dialTimeout,
 		KeyPrefix:   ff.keyPrefix,
 		Logger:      slog.New(slog.DiscardHandler),
+
+		Fencing:           ff.fencing,
+		RestartQuarantine: ff.quarantine,
 	}
 	if ff.verbose {
 		cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -182,6 +189,9 @@ func (ff *fleetFlags) validate() error {
 	}
 	if ff.nodeTimeout < 0 || ff.dialTimeout < 0 {
 		return usagef("-node-timeout and -dial-timeout must not be negative")
+	}
+	if ff.quarantine < 0 {
+		return usagef("-restart-quarantine %v: must not be negative", ff.quarantine)
 	}
 	return nil
 }

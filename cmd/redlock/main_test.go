@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -369,6 +370,25 @@ func TestRun(t *testing.T) {
 		}
 	})
 
+	t.Run("fence in the environment", func(t *testing.T) {
+		fences := make([]int64, 2)
+		for i := range fences {
+			code, out := runBinary(t, nil, "run", "-servers", list, "-fencing", "-resource", "fenced", "--", "sh", "-c", `echo "fence=$REDLOCK_FENCE"`)
+			_, after, ok := strings.Cut(out, "fence=")
+			if code != 0 || !ok {
+				t.Fatalf("exit %d\n%s", code, out)
+			}
+			n, err := strconv.ParseInt(strings.Fields(after)[0], 10, 64)
+			if err != nil || n <= 0 {
+				t.Fatalf("REDLOCK_FENCE %q: %v", after, err)
+			}
+			fences[i] = n
+		}
+		if fences[1] <= fences[0] {
+			t.Fatalf("fences %v do not increase", fences)
+		}
+	})
+
 	t.Run("not found", func(t *testing.T) {
 		code, out := runBinary(t, nil, "run", "-servers", list, "-resource", "nf", "--", "/nonexistent/cmd")
 		if code != exitNotFound || !strings.Contains(out, "cannot run") {
@@ -700,5 +720,31 @@ func TestStatusMisconfigured(t *testing.T) {
 	}
 	if !rep.Masters[2].Permanent || rep.Masters[0].Permanent || rep.Masters[2].PingMs != nil {
 		t.Fatalf("permanent flags / ping: %+v", rep.Masters)
+	}
+}
+
+// TestStatusQuarantine: with -restart-quarantine, masters that started less
+// than that long ago show as QUARANTINED with the time left, and a group
+// without a quorum of voting masters says so (exit 1).
+func TestStatusQuarantine(t *testing.T) {
+	servers := redisproc.StartT(t, 3, redisproc.Options{})
+	list := strings.Join(redisproc.Addrs(servers), ",")
+	code, stdout, stderr := call(t, nil, "status", "-servers", list, "-restart-quarantine", "1h")
+	if code != exitError || strings.Count(stdout, "QUARANTINED (") != 3 || !strings.Contains(stdout, "NO QUORUM FOR LOCKS") ||
+		!strings.Contains(stderr, "restart quarantine") {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	code, stdout, _ = call(t, nil, "status", "-servers", list, "-restart-quarantine", "1h", "-json")
+	var rep statusReport
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("invalid JSON (exit %d): %v\n%s", code, err, stdout)
+	}
+	for _, m := range rep.Masters {
+		if m.QuarantineMs < 3500e3 || m.QuarantineMs > 3600e3 || m.RunID == "" {
+			t.Errorf("%s: quarantine_ms %v, run_id %q; want about 3600e3 ms and a run_id", m.Addr, m.QuarantineMs, m.RunID)
+		}
+	}
+	if code, _, stderr := call(t, nil, "status", "-servers", list, "-restart-quarantine", "-1s"); code == exitOK || !strings.Contains(stderr, "-restart-quarantine") {
+		t.Errorf("negative -restart-quarantine: exit %d, %s", code, stderr)
 	}
 }

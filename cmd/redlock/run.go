@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -22,8 +23,9 @@ const runSynopsis = `Usage: redlock run -resource R [-ttl T] [-wait D] [flags] -
 Runs command while holding the lock on resource R, like flock(1) for a fleet
 of Redis masters. The lock is extended by its TTL every TTL/3 while the
 command runs and released when it exits; redlock exits with the command's
-exit code. The command gets REDLOCK_RESOURCE and REDLOCK_TOKEN (the lock
-key's value) in its environment.
+exit code. The command gets REDLOCK_RESOURCE, REDLOCK_TOKEN (the lock
+key's value) and REDLOCK_FENCE (with -fencing, the lock's fencing token, to
+pass to the resource it writes to; 0 otherwise) in its environment.
 
 SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to redlock are forwarded to the
 command (run in its own process group; when stdin is a terminal it stays in
@@ -121,7 +123,7 @@ func runLocked(ctx context.Context, o runOpts, fl *fleet, argv []string, stdout,
 
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, stdout, stderr
-	cmd.Env = append(os.Environ(), "REDLOCK_RESOURCE="+o.resource, "REDLOCK_TOKEN="+l.Token())
+	cmd.Env = append(os.Environ(), "REDLOCK_RESOURCE="+o.resource, "REDLOCK_TOKEN="+l.Token(), "REDLOCK_FENCE="+strconv.FormatInt(l.Fence(), 10))
 	ownGroup := !isTerminal(os.Stdin)
 	// The command's own process group (so that a signal reaches its
 	// children too); SIGTERM if redlock dies, since the lock will no

@@ -19,6 +19,11 @@ connection pool and counters, then each quorum group's quorum and share of
 the ring (the share of all resources routed to it). Exit code 0 when every
 master answers, 1 otherwise.
 
+With -restart-quarantine, masters that restarted less than that long ago
+show as QUARANTINED with the time left (they vote no on new locks), and a
+group whose masters out of quarantine are fewer than its quorum shows
+NO QUORUM FOR LOCKS.
+
 Without -servers/-cluster (or REDLOCK_SERVERS/REDLOCK_CLUSTER) it starts an
 embedded demo fleet on 127.0.0.1 and shows that.`
 
@@ -67,7 +72,8 @@ type statusReport struct {
 }
 
 // masterStatus is one master's row. Durations are float milliseconds
-// (names end in _ms); ping_ms is null for a master that did not answer.
+// (names end in _ms); ping_ms is null for a master that did not answer,
+// quarantine_ms is omitted for a master not in restart quarantine.
 type masterStatus struct {
 	Group     int        `json:"group"`
 	Addr      string     `json:"addr"`
@@ -80,6 +86,9 @@ type masterStatus struct {
 	Pipelines int64      `json:"pipelines"`
 	Failures  int64      `json:"failures"`
 	Downs     int64      `json:"downs"`
+	// QuarantineMs is the restart quarantine left (0, omitted: none).
+	QuarantineMs float64 `json:"quarantine_ms,omitempty"`
+	RunID        string  `json:"run_id,omitempty"` // the server's run_id ("" when INFO is denied)
 }
 
 // poolStatus is redlock.PoolStat in the report's naming.
@@ -106,6 +115,7 @@ type groupStatus struct {
 	Masters []string `json:"masters"`
 	Quorum  int      `json:"quorum"`
 	Up      int      `json:"up"`
+	Voting  int      `json:"voting"` // up and out of restart quarantine
 	Share   float64  `json:"share"`
 }
 
@@ -144,6 +154,7 @@ func runStatus(ctx context.Context, o statusOpts, stdout, stderr io.Writer, gete
 	stats := c.MasterStats()
 	infos := c.Groups()
 	up := make([]int, len(infos))
+	voting := make([]int, len(infos))
 	for i, p := range pings {
 		m := masterStatus{Group: p.Group, Addr: p.Addr, Up: p.Err == nil}
 		if p.Err != nil {
@@ -162,12 +173,19 @@ func runStatus(ctx context.Context, o statusOpts, stdout, stderr io.Writer, gete
 		if i < len(stats) {
 			s := stats[i]
 			m.Pool, m.Commands, m.Pipelines, m.Failures, m.Downs = toPoolStatus(s.Pool), s.Commands, s.Pipelines, s.Failures, s.Downs
+			m.RunID = s.RunID
+			if left := time.Until(s.QuarantinedUntil); !s.QuarantinedUntil.IsZero() && left > 0 {
+				m.QuarantineMs = ms(left)
+			}
+		}
+		if m.Up && m.QuarantineMs == 0 {
+			voting[p.Group]++
 		}
 		rep.Masters = append(rep.Masters, m)
 	}
 	rep.Total = len(pings)
 	for i, g := range infos {
-		rep.Groups = append(rep.Groups, groupStatus{Index: i, Masters: g.Masters, Quorum: g.Quorum, Up: up[i], Share: g.Share})
+		rep.Groups = append(rep.Groups, groupStatus{Index: i, Masters: g.Masters, Quorum: g.Quorum, Up: up[i], Voting: voting[i], Share: g.Share})
 	}
 
 	if o.json {
@@ -179,15 +197,20 @@ func runStatus(ctx context.Context, o statusOpts, stdout, stderr io.Writer, gete
 	} else {
 		printStatus(stdout, rep)
 	}
-	lost := 0
+	lost, quarantined := 0, 0
 	for _, g := range rep.Groups {
-		if g.Up < g.Quorum {
+		switch {
+		case g.Up < g.Quorum:
 			lost++
+		case g.Voting < g.Quorum:
+			quarantined++
 		}
 	}
 	switch {
 	case lost > 0:
 		return &codeError{code: exitError, err: fmt.Errorf("%d of %d masters down; %d of %d groups have no quorum: locks routed to them cannot be taken", rep.Total-rep.Up, rep.Total, lost, len(rep.Groups))}
+	case quarantined > 0:
+		return &codeError{code: exitError, err: fmt.Errorf("%d of %d groups have fewer masters out of restart quarantine than their quorum: new locks routed to them are refused until the quarantine ends", quarantined, len(rep.Groups))}
 	case rep.Up < rep.Total:
 		return &codeError{code: exitError, err: fmt.Errorf("%d of %d masters down; every group still has a quorum", rep.Total-rep.Up, rep.Total)}
 	}
@@ -202,6 +225,9 @@ func printStatus(w io.Writer, r statusReport) {
 		state, ping := "DOWN", "-"
 		if m.Up && m.PingMs != nil {
 			state, ping = "up", fmtUs(*m.PingMs*1e3)
+			if m.QuarantineMs > 0 {
+				state = fmt.Sprintf("QUARANTINED (%v left)", time.Duration(m.QuarantineMs*float64(time.Millisecond)).Round(time.Second))
+			}
 		}
 		if m.Permanent {
 			state = "MISCONFIGURED"
@@ -218,6 +244,8 @@ func printStatus(w io.Writer, r statusReport) {
 		switch {
 		case g.Up < g.Quorum:
 			state = "NO QUORUM"
+		case g.Voting < g.Quorum:
+			state = "NO QUORUM FOR LOCKS (restart quarantine)"
 		case g.Up < len(g.Masters):
 			state = "degraded"
 		}

@@ -40,6 +40,9 @@ const (
 	// WriteSkipped: no write was sent (the read failed, or too little
 	// validity was left to write safely).
 	WriteSkipped Write = "skipped"
+	// WriteRefused: the fenced register refused the holder's read or write:
+	// it had seen a higher fence (a later holder's).
+	WriteRefused Write = "refused"
 )
 
 // Record is one attempt of one holder. Times are wall-clock UnixNano.
@@ -59,6 +62,8 @@ type Record struct {
 	End        int64  `json:"end,omitempty"`   // the register write returned: the critical section ends (before Release)
 	Until      int64  `json:"until,omitempty"` // Lock.Until()
 	Read       int64  `json:"read,omitempty"`  // the register value read
+	Fence      int64  `json:"fence,omitempty"` // Lock.Fence() (with fencing)
+	Stalled    bool   `json:"stalled,omitempty"`
 	Write      Write  `json:"write,omitempty"`
 	ReleaseErr string `json:"release_err,omitempty"`
 
@@ -123,6 +128,15 @@ type Report struct {
 	Unknown     int // register writes of unknown outcome
 	Skipped     int // holds that did not write
 	LateWrites  int // writes acknowledged after the hold's Until
+	Stalled     int // holds deliberately paused past their validity (HolderSpec.StallEvery)
+	// Refused counts the holds whose register access the fenced register
+	// refused (a later holder's higher fence was there first);
+	// RefusedStalled, those of stalled holders among them.
+	Refused, RefusedStalled int
+	// FenceInversions counts pairs of holds of one resource where the later
+	// one (started after the other's effective end) has the lower fence
+	// (with fencing; 0 otherwise).
+	FenceInversions int
 
 	Overlaps        []Overlap
 	LostUpdates     int64
@@ -220,6 +234,9 @@ func Check(name string, records []Record, final map[string]int64) Report {
 		case KindPermit:
 			rep.Permits++
 		}
+		if r.Stalled {
+			rep.Stalled++
+		}
 		switch r.Write {
 		case WriteDone:
 			rep.Sections++
@@ -230,6 +247,11 @@ func Check(name string, records []Record, final map[string]int64) Report {
 		case WriteUnknown:
 			rep.Unknown++
 			reg(r.Resource).Unknown++
+		case WriteRefused:
+			rep.Refused++
+			if r.Stalled {
+				rep.RefusedStalled++
+			}
 		default:
 			rep.Skipped++
 		}
@@ -250,6 +272,7 @@ func Check(name string, records []Record, final map[string]int64) Report {
 			continue
 		}
 		rep.Overlaps = append(rep.Overlaps, overlaps(res, holds)...)
+		rep.FenceInversions += fenceInversions(holds)
 	}
 
 	for res, rc := range regs {
@@ -324,6 +347,29 @@ func overPermits(res string, holds []Record) ([]Overlap, int) {
 	return out, most
 }
 
+// fenceInversions counts the pairs (a, b) of holds of one resource where a's
+// TryLock returned before b's TryLock was called, yet b's fence is not
+// higher than a's — what Fencing promises never happens. Holds without a
+// fence are ignored.
+func fenceInversions(holds []Record) int {
+	byDone := append([]Record(nil), holds...)
+	sort.Slice(byDone, func(i, j int) bool { return byDone[i].Start < byDone[j].Start })
+	byCall := append([]Record(nil), holds...)
+	sort.Slice(byCall, func(i, j int) bool { return byCall[i].Attempt < byCall[j].Attempt })
+	n, j := 0, 0
+	var maxFence int64 // the highest fence among holds obtained before the current call
+	for _, b := range byCall {
+		for j < len(byDone) && byDone[j].Start < b.Attempt {
+			maxFence = max(maxFence, byDone[j].Fence)
+			j++
+		}
+		if b.Fence > 0 && b.Fence <= maxFence {
+			n++
+		}
+	}
+	return n
+}
+
 // Table renders reports as a fixed-width table, one scenario per line.
 func Table(reports []Report) string {
 	names := make([]string, len(reports))
@@ -333,18 +379,19 @@ func Table(reports []Report) string {
 		w = max(w, len(names[i]))
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-*s %5s %7s %8s %6s %8s %8s %5s %7s %5s %5s %6s %6s\n", w,
-		"fault", "procs", "holders", "attempts", "holds", "sections", "overlaps", "lost", "phantom", "late", "unkn", "avail", "no-quo")
+	fmt.Fprintf(&b, "%-*s %5s %7s %8s %6s %8s %8s %5s %7s %5s %5s %7s %7s %6s %6s\n", w,
+		"fault", "procs", "holders", "attempts", "holds", "sections", "overlaps", "lost", "phantom", "late", "unkn", "stalled", "refused", "avail", "no-quo")
 	for i, r := range reports {
 		noq := 0.0
 		if r.Attempts > 0 {
 			noq = float64(r.Unavailable) / float64(r.Attempts)
 		}
-		fmt.Fprintf(&b, "%-*s %5d %7d %8d %6d %8d %8d %5d %7d %5d %5d %5.1f%% %5.1f%%\n", w,
+		fmt.Fprintf(&b, "%-*s %5d %7d %8d %6d %8d %8d %5d %7d %5d %5d %7d %7d %5.1f%% %5.1f%%\n", w,
 			names[i], r.Processes, r.Holders, r.Attempts, r.Holds, r.Sections,
-			len(r.Overlaps), r.LostUpdates, r.Phantoms, r.LateWrites, r.Unknown, 100*r.Availability(), 100*noq)
+			len(r.Overlaps), r.LostUpdates, r.Phantoms, r.LateWrites, r.Unknown, r.Stalled, r.Refused, 100*r.Availability(), 100*noq)
 	}
-	b.WriteString("avail: attempts that got the lock (contention included); no-quo: attempts that failed for want of a quorum of answers\n")
+	b.WriteString("avail: attempts that got the lock (contention included); no-quo: attempts that failed for want of a quorum of answers;\n")
+	b.WriteString("stalled: holds paused past their validity on purpose; refused: holds whose register access the fenced register refused\n")
 	return b.String()
 }
 

@@ -170,3 +170,37 @@ func TestCheckPermits(t *testing.T) {
 		t.Fatalf("want no excess, got %v, max %d, permits %d", rep.Overlaps, rep.MaxPermits, rep.Permits)
 	}
 }
+
+func TestCheckFences(t *testing.T) {
+	f := func(h hold2) Record {
+		r := hold(h.holder, "r", h.token, h.start, h.end, h.until)
+		r.Attempt, r.Fence, r.Write, r.Stalled = h.attempt, h.fence, h.write, h.stalled
+		return r
+	}
+	recs := []Record{
+		f(hold2{"a", "t1", 90, 100, 200, 300, 5, WriteDone, false}),
+		f(hold2{"b", "t2", 150, 310, 400, 900, 7, WriteDone, false}),  // called after a's TryLock returned: 7 > 5
+		f(hold2{"c", "t3", 95, 420, 500, 900, 6, WriteRefused, true}), // called before a returned: no promise; stalled and refused
+		f(hold2{"d", "t4", 450, 520, 600, 900, 4, WriteDone, false}),  // called after b (fence 7) returned: inversion
+	}
+	rep := Check("fences", recs, map[string]int64{"r": 3})
+	if rep.FenceInversions != 1 {
+		t.Errorf("FenceInversions = %d; want 1 (d after b)", rep.FenceInversions)
+	}
+	if rep.Refused != 1 || rep.RefusedStalled != 1 || rep.Stalled != 1 {
+		t.Errorf("Refused %d, RefusedStalled %d, Stalled %d; want 1, 1, 1", rep.Refused, rep.RefusedStalled, rep.Stalled)
+	}
+	if rep.LostUpdates != 0 || rep.Sections != 3 {
+		t.Errorf("a refused write is not a section: lost %d, sections %d", rep.LostUpdates, rep.Sections)
+	}
+	if !strings.Contains(Table([]Report{rep}), "refused") {
+		t.Error("the table has no refused column")
+	}
+}
+
+type hold2 struct {
+	holder, token                     string
+	attempt, start, end, until, fence int64
+	write                             Write
+	stalled                           bool
+}

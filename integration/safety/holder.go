@@ -24,6 +24,11 @@ type ClientSpec struct {
 	ReconnectInterval time.Duration `json:"reconnect_interval"`
 	DialTimeout       time.Duration `json:"dial_timeout"`
 	ReleaseTimeout    time.Duration `json:"release_timeout"`
+	// Fencing: every lock carries a fence and every register access
+	// carries the holder's fence (the register refuses lower ones).
+	Fencing bool `json:"fencing"`
+	// RestartQuarantine is redlock.Config.RestartQuarantine.
+	RestartQuarantine time.Duration `json:"restart_quarantine"`
 	// Logger receives the client's master down/up events; nil: discarded.
 	// It does not cross to child processes.
 	Logger *slog.Logger `json:"-"`
@@ -40,6 +45,8 @@ func (s ClientSpec) Config() redlock.Config {
 		DialTimeout:       s.DialTimeout,
 		ReleaseTimeout:    s.ReleaseTimeout,
 		Logger:            s.Logger,
+		Fencing:           s.Fencing,
+		RestartQuarantine: s.RestartQuarantine,
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = quiet
@@ -74,6 +81,48 @@ func NewRegister(addr string, poolSize int) *Register {
 
 func registerKey(resource string) string { return "safety:register:" + resource }
 
+func fenceKey(resource string) string { return "safety:fence:" + resource }
+
+// The fenced register: an access (read or write) with a fence lower than the
+// highest fence the register has seen for that resource is refused (-1);
+// otherwise the fence becomes the highest seen. A read records the fence
+// too: a holder that read the register and then stalled cannot write back
+// over the section of a later holder that already read it.
+var (
+	fencedGet = redis.NewScript(`local f = tonumber(redis.call("get", KEYS[2]) or "0")
+if tonumber(ARGV[1]) < f then return -1 end
+redis.call("set", KEYS[2], ARGV[1])
+return tonumber(redis.call("get", KEYS[1]) or "0")`)
+	fencedSet = redis.NewScript(`local f = tonumber(redis.call("get", KEYS[2]) or "0")
+if tonumber(ARGV[2]) < f then return -1 end
+redis.call("set", KEYS[2], ARGV[2])
+redis.call("set", KEYS[1], ARGV[1])
+return 1`)
+)
+
+// errRefused is the fenced register's refusal of a stale fence.
+var errRefused = errors.New("refused: the fence is below the highest the register has seen")
+
+// GetFenced reads the register of resource with fence (errRefused when the
+// register has seen a higher fence).
+func (r *Register) GetFenced(ctx context.Context, resource string, fence int64) (int64, error) {
+	v, err := fencedGet.Run(ctx, r.c, []string{registerKey(resource), fenceKey(resource)}, fence).Int64()
+	if err == nil && v < 0 {
+		return 0, errRefused
+	}
+	return v, err
+}
+
+// SetFenced writes the register of resource with fence (errRefused when the
+// register has seen a higher fence).
+func (r *Register) SetFenced(ctx context.Context, resource string, v, fence int64) error {
+	n, err := fencedSet.Run(ctx, r.c, []string{registerKey(resource), fenceKey(resource)}, v, fence).Int64()
+	if err == nil && n < 0 {
+		return errRefused
+	}
+	return err
+}
+
 // Get reads the register of resource (0 when unset).
 func (r *Register) Get(ctx context.Context, resource string) (int64, error) {
 	v, err := r.c.Get(ctx, registerKey(resource)).Int64()
@@ -90,9 +139,9 @@ func (r *Register) Set(ctx context.Context, resource string, v int64) error {
 
 // Reset deletes the registers of resources.
 func (r *Register) Reset(ctx context.Context, resources []string) error {
-	keys := make([]string, len(resources))
-	for i, res := range resources {
-		keys[i] = registerKey(res)
+	keys := make([]string, 0, 2*len(resources))
+	for _, res := range resources {
+		keys = append(keys, registerKey(res), fenceKey(res))
 	}
 	return r.c.Del(ctx, keys...).Err()
 }
@@ -136,6 +185,11 @@ type HolderSpec struct {
 	// holders at once cannot share a read-modify-write).
 	Mode    string `json:"mode,omitempty"`
 	Permits int    `json:"permits,omitempty"`
+	// StallEvery > 0 makes every StallEvery-th hold a holder paused past its
+	// validity (a GC pause, a stopped VM): after its read it sleeps until
+	// TTL/2 after Until, then writes anyway (no margin check). Only a fenced
+	// register protects itself from such a holder.
+	StallEvery int `json:"stall_every"`
 }
 
 // Holder modes (HolderSpec.Mode).
@@ -154,16 +208,22 @@ func RunHolder(ctx context.Context, c *redlock.Client, reg *Register, s HolderSp
 			return
 		}
 	}
+	holds := 0
 	for op := 0; op < s.MaxOps && ctx.Err() == nil && time.Now().Before(s.Until); op++ {
 		res := s.Resources[rand.IntN(len(s.Resources))]
-		emit(attempt(ctx, c, reg, s, res))
+		stall := s.StallEvery > 0 && (holds+1)%s.StallEvery == 0
+		rec := attempt(ctx, c, reg, s, res, stall)
+		if rec.Got {
+			holds++
+		}
+		emit(rec)
 		if s.MaxPause > 0 {
 			time.Sleep(s.MaxPause/4 + rand.N(s.MaxPause-s.MaxPause/4+1))
 		}
 	}
 }
 
-func attempt(ctx context.Context, c *redlock.Client, reg *Register, s HolderSpec, res string) Record {
+func attempt(ctx context.Context, c *redlock.Client, reg *Register, s HolderSpec, res string, stall bool) Record {
 	rec := Record{Holder: s.Name, Resource: res, Attempt: time.Now().UnixNano()}
 	var l *redlock.Lock
 	var err error
@@ -195,14 +255,32 @@ func attempt(ctx context.Context, c *redlock.Client, reg *Register, s HolderSpec
 		return rec
 	}
 	rec.Start = time.Now().UnixNano()
-	rec.Got, rec.Token, rec.Until = true, l.Token(), l.Until().UnixNano()
+	rec.Got, rec.Token, rec.Until, rec.Fence = true, l.Token(), l.Until().UnixNano(), l.Fence()
 	rec.Write = WriteSkipped
+	fenced := l.Fence() > 0
+	get := func(ctx context.Context) (int64, error) {
+		if fenced {
+			return reg.GetFenced(ctx, res, l.Fence())
+		}
+		return reg.Get(ctx, res)
+	}
+	set := func(ctx context.Context, v int64) error {
+		if fenced {
+			return reg.SetFenced(ctx, res, v, l.Fence())
+		}
+		return reg.Set(ctx, res, v)
+	}
 
 	// The critical section: a read-modify-write guarded only by the lock,
-	// every step bounded by the lock's validity. A reader reads twice (no
+	// every step bounded by the lock's validity — except for a stalled
+	// holder, which writes after its validity. A reader reads twice (no
 	// writer may write in between); a permit holder only holds.
 	wctx, cancel := context.WithDeadline(ctx, l.Until())
-	v, err := reg.Get(wctx, res)
+	if stall {
+		cancel()
+		wctx, cancel = context.WithTimeout(ctx, time.Until(l.Until())+s.TTL+2*time.Second)
+	}
+	v, err := get(wctx)
 	switch {
 	case rec.Kind == KindPermit:
 		if s.MaxHold > 0 {
@@ -214,7 +292,7 @@ func attempt(ctx context.Context, c *redlock.Client, reg *Register, s HolderSpec
 			time.Sleep(rand.N(s.MaxHold + 1))
 		}
 		if l.TTL() > s.Margin {
-			again, err := reg.Get(wctx, res)
+			again, err := get(wctx)
 			if err != nil {
 				rec.Err = err.Error()
 			} else {
@@ -223,21 +301,30 @@ func attempt(ctx context.Context, c *redlock.Client, reg *Register, s HolderSpec
 		}
 	case rec.Kind == KindReader:
 		rec.Err = err.Error()
-	case err == nil:
+	case errors.Is(err, errRefused):
+		rec.Write = WriteRefused
+	case err != nil:
+		rec.Err = err.Error()
+	default:
 		rec.Read = v
 		if s.MaxHold > 0 {
 			time.Sleep(rand.N(s.MaxHold + 1))
 		}
-		if l.TTL() > s.Margin {
-			if serr := reg.Set(wctx, res, v+1); serr != nil {
+		if stall {
+			rec.Stalled = true
+			time.Sleep(time.Until(l.Until()) + s.TTL/2)
+		}
+		if stall || l.TTL() > s.Margin {
+			switch serr := set(wctx, v+1); {
+			case errors.Is(serr, errRefused):
+				rec.Write = WriteRefused
+			case serr != nil:
 				rec.Write = WriteUnknown
 				rec.Err = serr.Error()
-			} else {
+			default:
 				rec.Write = WriteDone
 			}
 		}
-	default:
-		rec.Err = err.Error()
 	}
 	cancel()
 	rec.End = time.Now().UnixNano()

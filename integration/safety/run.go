@@ -23,7 +23,7 @@ type Config struct {
 	ResourcesPerGroup int
 	TTL               time.Duration // default 1 s
 	Goroutines        int           // holders in this process; default 3
-	Children          int           // holder processes; default 2
+	Children          int           // holder processes; default 2; negative: none
 	ChildGoroutines   int           // holders per child process; default 3
 	MaxOps            int           // attempts per holder per scenario; default 2000
 	MaxHold           time.Duration // default 3 ms
@@ -83,6 +83,9 @@ type Scenario struct {
 	Name     string
 	Fault    *Fault
 	Duration time.Duration
+	// StallEvery > 0: every holder pauses past its validity on every
+	// StallEvery-th hold (HolderSpec.StallEvery).
+	StallEvery int
 }
 
 // Run runs one scenario: it picks fresh resources, resets their registers,
@@ -110,7 +113,7 @@ func Run(ctx context.Context, cfg Config, sc Scenario) (Report, error) {
 	holder := func(name string) HolderSpec {
 		return HolderSpec{Name: name, Resources: resources, TTL: cfg.TTL, Begin: begin, Until: until,
 			MaxOps: cfg.MaxOps, MaxHold: cfg.MaxHold, MaxPause: cfg.MaxPause, Margin: cfg.Margin,
-			Mode: cfg.Mode, Permits: cfg.Permits}
+			Mode: cfg.Mode, Permits: cfg.Permits, StallEvery: sc.StallEvery}
 	}
 
 	// Children first: they take a moment to start.

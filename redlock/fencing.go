@@ -1,0 +1,144 @@
+package redlock
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+)
+
+// Fencing (Config.Fencing): every acquisition gets a fence, an int64 that is
+// strictly greater than the fence of every acquisition of the same resource
+// that completed before it started — from any client, in any process.
+//
+// The counters. Each master of a group keeps one hash, the key
+// KeyPrefix + FenceCounterKey, of at most FenceSlots counters; a resource's
+// counter is the field named by its slot (bits of the hash that routes it,
+// so it is the same in every group). One key per master and at most 1024
+// fields, whatever the number of resources, so counters never pile up
+// (Redisson's per-lock fence keys reached 25 million in redisson#6510). A
+// counter is shared by the resources of its slot: a resource's fences are
+// increasing, not consecutive. The key has no TTL. Slots rather than one
+// counter per group: concurrent acquisitions of different resources would
+// reach the masters of one counter in different orders, leaving the masters'
+// answers unequal and forcing the write-back below on nearly every lock
+// under load; with slots, they rarely share a counter.
+//
+// The protocol:
+//
+//  1. The acquire script (fenceAcquireScriptSrc) sets the lock's key with
+//     SET NX PX exactly as the plain acquire does and, only when it was set,
+//     advances the master's counter by one and returns it.
+//  2. Lock takes m, the maximum over the masters that said yes (a majority
+//     Y). When every master of Y returned the same value, every master of Y
+//     now holds a counter ≥ m and nothing more is sent. Otherwise m is
+//     written back — the raise script sets the counter to max(counter, m) —
+//     to every master of the group, and Lock returns once a majority W
+//     acknowledged it: at most one extra round trip, only when the counters
+//     have drifted apart (a master was down, or said busy while the others
+//     said yes, or two locks of one slot were taken at the same time).
+//
+// Why it is monotonic: a counter never decreases (the acquire script adds
+// one; the raise script never lowers it). When acquisition A completes with
+// fence m, a majority (Y or W) holds a counter ≥ m. An acquisition B that
+// starts after A completed needs a majority Y' of yes; Y' and that majority
+// share at least one master x, whose counter was already ≥ m when B's script
+// ran there, so x returned at least m+1 and B's fence (a maximum that
+// includes x's value) is > m. No clock is involved.
+//
+// Holders in sequence. A stronger property holds in practice for two holds
+// of a resource whose acquisitions overlapped in time (where the promise
+// above says nothing): if B held the lock before A's SET reached a master x
+// of both majorities, that SET found B's key gone, and B's write-back (when
+// there was one) reached x before B's release did — both travel through the
+// writer that the key's hash picks, one batch after the other — so A's value
+// at x, and A's fence, is above B's. A resource that refuses lower fences
+// thus does not refuse a later holder that respects its validity (the
+// safety checker counts such refusals: 0).
+//
+// A master restarted without its data (no AOF, or AOF without fsync) loses
+// its counter; a missing counter restarts from the master's clock in
+// microseconds (Redis TIME). A counter is a clock reading plus the number of
+// fences since, so every fence handed out before is at most the clock of the
+// group's fastest master at that time, as long as the group hands out fewer
+// than one fence per microsecond on average. The restarted master's first
+// value is thus above every earlier fence unless its clock is behind the
+// fastest master's by more than its downtime (plus RestartQuarantine, during
+// which it takes no part in acquisitions). With persistence (appendfsync
+// always), no clock matters.
+//
+// Ring changes (Config.Previous, migration mode): a resource whose group
+// changes is acquired on both its previous and its new group; its fence is
+// then the maximum over both groups' majorities, written back (raised) on
+// both, so that the new group's counter ends above every fence the previous
+// group handed out for it, and fences stay monotonic across the change.
+
+// FenceCounterKey is the key (after Config.KeyPrefix) of the hash of fence
+// counters on every master, used with Config.Fencing: at most FenceSlots
+// fields, named "0" to "1023". No resource may be named so.
+const FenceCounterKey = "quorumlock:fence"
+
+// FenceSlots bounds the fence counters of a master: resources share them by
+// hash.
+const FenceSlots = 1024
+
+// fenceSlot is the counter slot of a resource whose routing hash is h (bits
+// 16–25: independent of the ring's partition, bits 0–15, and of the
+// writer choice, bits 32 and up).
+func fenceSlot(h uint64) int { return int(h>>16) & (FenceSlots - 1) }
+
+// fenceSlotNames are the slots' field names, boxed once.
+var fenceSlotNames = func() (out [FenceSlots]any) {
+	for i := range out {
+		out[i] = strconv.Itoa(i)
+	}
+	return out
+}()
+
+// settleFence computes the fence of an acquisition that reached a quorum
+// (r), writing it back to a majority of g when the masters disagree. It
+// returns the fence, or an error when no majority acknowledged the
+// write-back (the attempt must then be abandoned).
+func (c *Client) settleFence(ctx context.Context, g *group, h uint64, resource string, r result) (int64, error) {
+	var m int64
+	same := true
+	seen := false
+	for _, sl := range r.slots {
+		rp := sl.reply
+		if !rp.ok || rp.err != nil {
+			continue
+		}
+		if seen && rp.val != m {
+			same = false
+		}
+		seen = true
+		m = max(m, rp.val)
+	}
+	if same {
+		return m, nil
+	}
+	// Migration mode (Config.Previous) plugs in here: m is then the maximum
+	// over both groups' answers, and it is raised on both groups.
+	w := g.fanout(ctx, request{op: opRaise, key: c.fenceKey, fenceKey: c.fenceKey, fenceSlot: fenceSlot(h), fence: m, hash: h, timeout: c.s.NodeTimeout})
+	if w.yes >= g.quorum {
+		return m, nil
+	}
+	// One line, like every acquisition error: the write-back's votes, and
+	// it matches ErrNotObtained and the caller's context error.
+	qe := g.quorumError(opRaise, resource, w)
+	qe.Op = opAcquire.String()
+	qe.sentinel = ErrNotObtained
+	qe.why = fmt.Sprintf("its fence %d was not written back to a majority", m)
+	qe.cause = ctx.Err()
+	return 0, qe
+}
+
+// Fence returns the lock's fencing token: 0 unless Config.Fencing is set,
+// and 0 for the locks of RWMutex and Semaphore, which take no fences;
+// otherwise (Lock, TryLock, Await, Do) a number strictly greater than the fence of every acquisition of
+// the same resource that completed before this one started, from any client
+// or process (see Config.Fencing for the conditions). Extend keeps it.
+//
+// Pass it with every write to the protected resource, and have the resource
+// refuse a write whose fence is lower than the highest it has seen: that is
+// what stops a holder that was paused past its validity.
+func (l *Lock) Fence() int64 { return l.fence }
