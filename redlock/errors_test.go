@@ -221,7 +221,6 @@ func TestErrorValidityRanOut(t *testing.T) {
 		t.Errorf("ValidityRanOut %v Busy %v Unavailable %v Took %v; want true, false, false, ≥ 30ms", qe.ValidityRanOut, qe.Busy(), qe.Unavailable(), qe.Took)
 	}
 	for _, s := range servers {
-		s := s
 		eventually(t, 5*time.Second, "the failed attempt's key is gone", func() bool { return keyOn(t, s, "slow") == "" })
 	}
 }

@@ -148,7 +148,7 @@ func (n *node) readServerInfo(pc *pconn) (*serverInfo, error) {
 // reads INFO server into n.info and, once New has returned, claims the
 // server for n (Client.claimServer). A connection to a server that another
 // master of the fleet (up) already reaches is refused: one server, one vote.
-func (n *node) serverCheck(ctx context.Context, pc *pconn) error {
+func (n *node) serverCheck(_ context.Context, pc *pconn) error {
 	si, err := n.readServerInfo(pc)
 	if err != nil {
 		return err

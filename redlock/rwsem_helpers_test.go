@@ -2,6 +2,7 @@ package redlock
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -96,7 +97,7 @@ func serverMs(t *testing.T, c *redis.Client) int64 {
 func zscore(t *testing.T, c *redis.Client, key, member string) (int64, bool) {
 	t.Helper()
 	s, err := c.ZScore(context.Background(), key, member).Result()
-	if err == redis.Nil {
+	if errors.Is(err, redis.Nil) {
 		return 0, false
 	}
 	if err != nil {

@@ -410,7 +410,7 @@ func TestSemaphoreDoAndBadInput(t *testing.T) {
 	err = s.Do(ctx, 5*time.Second, func(ctx context.Context) error {
 		ran = true
 		if _, err := s.TryAcquire(ctx, time.Second); !errors.Is(err, ErrNotObtained) {
-			return fmt.Errorf("second permit of 1: %v", err)
+			return fmt.Errorf("second permit of 1: %w", err)
 		}
 		return nil
 	}, WithAutoExtend())

@@ -118,8 +118,8 @@ func TestStrictStartTransient(t *testing.T) {
 
 	cfg.Servers = nil
 	cfg.Cluster = [][]string{{live[0].Addr()}, {live[1].Addr(), dead[0], dead[1]}}
-	if c, err := New(cfg); err == nil {
-		_ = c.Close()
+	if c2, err := New(cfg); err == nil {
+		_ = c2.Close()
 		t.Fatal("New with StrictStart and a group without quorum succeeded")
 	} else if !strings.Contains(err.Error(), "group 1 has 1 of 3 masters reachable, 2 needed") {
 		t.Errorf("error %q does not name group 1", err)

@@ -83,7 +83,7 @@ func (w redsyncWaiter) acquire(ctx context.Context, res string) (func() error, e
 		m := w.rs.NewMutex(res, redsync.WithExpiry(ttl)) // default tries (32) and delays (50–250 ms)
 		err := m.LockContext(ctx)
 		if err == nil {
-			return func() error { _, err := m.UnlockContext(context.Background()); return err }, nil
+			return func() error { _, uerr := m.UnlockContext(context.Background()); return uerr }, nil
 		}
 		if ctx.Err() != nil {
 			return nil, err
@@ -196,9 +196,9 @@ func runWaiting(out string, rounds int, dur time.Duration) error {
 	pair := func() ([2]*redlock.Client, error) {
 		var p [2]*redlock.Client
 		for i := range p {
-			c, err := newDefault()
-			if err != nil {
-				return p, err
+			c, cerr := newDefault()
+			if cerr != nil {
+				return p, cerr
 			}
 			clients = append(clients, c)
 			p[i] = c

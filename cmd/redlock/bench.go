@@ -287,7 +287,7 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer, getenv
 		return err
 	}
 	defer c.Close()
-	if err := checkQuorums(ctx, c); err != nil {
+	if err = checkQuorums(ctx, c); err != nil {
 		return err
 	}
 
@@ -303,11 +303,11 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer, getenv
 	// Warm-up: dial the pools, load the scripts (not measured). A TTL the
 	// client refuses (consumed by the drift allowance) is refused here,
 	// before the run, as run refuses it.
-	if l, err := c.TryLock(sctx, names[0], o.ttl); err == nil {
+	if l, werr := c.TryLock(sctx, names[0], o.ttl); werr == nil {
 		_ = l.Release(context.WithoutCancel(sctx))
-	} else if ie := (*redlock.InputError)(nil); errors.As(err, &ie) {
+	} else if ie := (*redlock.InputError)(nil); errors.As(werr, &ie) {
 		return usagef("-ttl %v: %s", o.ttl, ie.Reason)
-	} else if qe := (*redlock.QuorumError)(nil); errors.As(err, &qe) && qe.ValidityRanOut {
+	} else if qe := (*redlock.QuorumError)(nil); errors.As(werr, &qe) && qe.ValidityRanOut {
 		fmt.Fprintf(stderr, "redlock bench: warning: -ttl %v is too short for this fleet: a lock+unlock took %v, leaving no validity; expect \"validity ran out\" errors\n",
 			o.ttl, qe.Took.Round(time.Microsecond))
 	}

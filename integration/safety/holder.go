@@ -292,9 +292,9 @@ func attempt(ctx context.Context, c *redlock.Client, reg *Register, s HolderSpec
 			time.Sleep(rand.N(s.MaxHold + 1))
 		}
 		if l.TTL() > s.Margin {
-			again, err := get(wctx)
-			if err != nil {
-				rec.Err = err.Error()
+			again, gerr := get(wctx)
+			if gerr != nil {
+				rec.Err = gerr.Error()
 			} else {
 				rec.ReadAgain, rec.ReadTwice = again, true
 			}
