@@ -11,7 +11,7 @@ export QUORUMLOCK_REDIS_IMAGE ?= $(IMAGE)
 # Every module of the repository. The root is the library; the others carry
 # what only tools, test helpers and suites need (go.work ties them together
 # for development; each also builds on its own, which is how they are checked).
-MODULES := . redlocktest cmd/redlock integration bench/compare
+MODULES := . redlocktest cmd/redlock integration bench/compare metrics/prometheus metrics/otel
 # Each module is checked against its own go.mod and go.sum, as its users get it.
 export GOWORK := off
 

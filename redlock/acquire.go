@@ -56,6 +56,9 @@ func (s *scripted) quorum() int {
 // attempt does. extra is the held lock's release argument (see Lock.extra).
 func (s *scripted) attempt(ctx context.Context, kind *lockKind, ttl time.Duration, extra string, argv ...any) (*Lock, error) {
 	c := s.c
+	if err := c.refuseMoving(kind.acquire.String(), s.resource); err != nil {
+		return nil, err // migration mode: a moved resource's scripted locks are not held on both groups
+	}
 	token := newToken()
 	ms := ttlMillis(ttl)
 	args := append([]any{token, ms}, argv...)
@@ -66,7 +69,7 @@ func (s *scripted) attempt(ctx context.Context, kind *lockKind, ttl time.Duratio
 	r := s.g.fanout(ctx, q)
 	until := validUntil(start, ttl, c.s.DriftFactor)
 	l := &Lock{c: c, g: s.g, hash: s.hash, resource: s.resource, key: s.keys[0], token: token, keyTTL: ttl,
-		mayHold: r.mayHold(), kind: kind, keys: s.keys, need: s.need, extra: extra}
+		mayHold: r.mayHold(), kind: kind, keys: s.keys, need: s.need, extra: extra, obtained: start}
 	// A master that answered another semaphore's permits refuses the
 	// attempt, even one that reached its quorum elsewhere: clients that
 	// disagree on permits are a mistake to report, not a race to win.

@@ -339,6 +339,9 @@ func (c *Client) Await(ctx context.Context, resource string, ttl time.Duration) 
 	if err := c.precheck(ctx, resource, ttl); err != nil {
 		return nil, err
 	}
+	if err := c.refuseMoving("await", resource); err != nil {
+		return nil, err
+	}
 	g, h := c.route(resource)
 	key := c.s.KeyPrefix + resource
 	w, alone := c.hub.enqueue(key, g)
@@ -385,7 +388,7 @@ func (c *Client) Await(ctx context.Context, resource string, ttl time.Duration) 
 				busy <- busyAnswer{d, p}
 			}()
 		}
-		l, err := c.attempt(ctx, resource, ttl)
+		l, err := c.attempt(ctx, resource, ttl, nil)
 		if err == nil {
 			return l, nil
 		}

@@ -15,15 +15,21 @@ import (
 // Client acquires Redlock locks on a fleet of independent Redis masters. It
 // is safe for concurrent use; create one per fleet and share it.
 type Client struct {
-	s       *settings
-	groups  []*group
-	nodes   []*node
-	ring    *ring
-	closing chan struct{}
-	closed  atomic.Bool
-	started atomic.Bool    // New has returned: new connections claim their server (serverCheck)
-	bgMu    sync.Mutex     // orders goBackground's wg.Add before Close's wg.Wait
-	wg      sync.WaitGroup // every goroutine the client starts
+	s      *settings
+	groups []*group
+	nodes  []*node
+	ring   *ring
+	// Migration mode (Config.Previous): the ring before the change and its
+	// groups (a group whose masters did not change is the same *group as
+	// in groups). nil without Previous.
+	prevRing   *ring
+	prevGroups []*group
+	obs        Observer // Config.Observer; nil: no events are built
+	closing    chan struct{}
+	closed     atomic.Bool
+	started    atomic.Bool    // New has returned: new connections claim their server (serverCheck)
+	bgMu       sync.Mutex     // orders goBackground's wg.Add before Close's wg.Wait
+	wg         sync.WaitGroup // every goroutine the client starts
 
 	// fenceKey is the fence counters' key on every master (Config.Fencing).
 	fenceKey string
@@ -43,26 +49,56 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{s: s, fenceKey: s.KeyPrefix + FenceCounterKey, closing: make(chan struct{}), servers: make(map[string]*node)}
+	c := &Client{s: s, obs: s.Observer, fenceKey: s.KeyPrefix + FenceCounterKey, closing: make(chan struct{}), servers: make(map[string]*node)}
 	c.hub.c = c
 	c.ext.c = c
+	// The rings are pure functions of the groups' identities: build them
+	// (CPU: ≈ 0.5–1.5 s at 1000 groups, see bench/RESULTS.md) while the
+	// nodes are created and dialed.
 	ids := make([]string, len(s.groups))
 	for gi, addrs := range s.groups {
-		g := &group{index: gi, id: groupIdentity(addrs), quorum: len(addrs)/2 + 1}
-		for _, a := range addrs {
-			nd, err := newNode(c, a)
-			if err != nil {
-				_ = c.Close()
-				return nil, fmt.Errorf("redlock: master %s: %w", a.redacted, err)
-			}
-			g.nodes = append(g.nodes, nd)
-			g.addrs = append(g.addrs, a.raw)
-			c.nodes = append(c.nodes, nd)
+		ids[gi] = groupIdentity(addrs)
+	}
+	var pids []string
+	for _, addrs := range s.prevGroups {
+		pids = append(pids, groupIdentity(addrs))
+	}
+	ringsDone := make(chan struct{})
+	go func() {
+		defer close(ringsDone)
+		c.ring = newRing(ids)
+		if len(pids) > 0 {
+			c.prevRing = newRing(pids)
+		}
+	}()
+	fail := func(err error) (*Client, error) {
+		<-ringsDone
+		return nil, err
+	}
+	byID := make(map[string]*node) // a master in both rings is one node
+	for gi, addrs := range s.groups {
+		g, gerr := c.newGroup(gi, addrs, byID)
+		if gerr != nil {
+			return fail(gerr)
 		}
 		c.groups = append(c.groups, g)
-		ids[gi] = g.id
 	}
-	c.ring = newRing(ids)
+	if len(s.prevGroups) > 0 {
+		sameID := make(map[string]*group, len(c.groups))
+		for _, g := range c.groups {
+			sameID[g.id] = g
+		}
+		for pi, addrs := range s.prevGroups {
+			g := sameID[pids[pi]]
+			if g == nil {
+				// Numbered after the new fleet's groups (Event.Group, MasterStat.Group).
+				if g, err = c.newGroup(len(s.groups)+pi, addrs, byID); err != nil {
+					return fail(err)
+				}
+			}
+			c.prevGroups = append(c.prevGroups, g)
+		}
+	}
 
 	// First connection to every master, in parallel, bounded by DialTimeout.
 	var wg sync.WaitGroup
@@ -78,6 +114,7 @@ func New(cfg Config) (*Client, error) {
 		}()
 	}
 	wg.Wait()
+	<-ringsDone
 	// One server, one vote: two masters that reached one server (one
 	// run_id) under two spellings the text could not unify (DNS aliases)
 	// are refused, naming both.
@@ -87,7 +124,7 @@ func New(cfg Config) (*Client, error) {
 		}
 		if err := c.claimServer(nd, false); err != nil {
 			_ = c.Close()
-			return nil, err
+			return fail(err)
 		}
 	}
 	if s.StrictStart {
@@ -141,23 +178,39 @@ func (c *Client) claimServer(n *node, markUp bool) error {
 // strictStart fails when a master's first connection failed permanently or
 // a group has no quorum of masters reachable. errs is in c.nodes order.
 func (c *Client) strictStart(errs []error) error {
+	errOf := make(map[*node]error, len(c.nodes))
 	var failed []error
-	var why string
-	i := 0
-	for _, g := range c.groups {
-		up := 0
-		for range g.nodes {
-			if errs[i] == nil {
-				up++
-			} else {
-				failed = append(failed, errs[i])
-				if why == "" && IsPermanent(errs[i]) {
-					why = "a master is misconfigured"
-				}
-			}
-			i++
+	for i, nd := range c.nodes { // Config order, each master once
+		errOf[nd] = errs[i]
+		if errs[i] != nil {
+			failed = append(failed, errs[i])
 		}
-		if up < g.quorum && why == "" {
+	}
+	why := ""
+	for _, err := range failed {
+		if IsPermanent(err) {
+			why = "a master is misconfigured"
+			break
+		}
+	}
+	// Every group asked (in migration mode, the previous ring's too).
+	groups := c.groups
+	for _, g := range c.prevGroups {
+		if g.index >= len(c.groups) {
+			groups = append(groups[:len(groups):len(groups)], g)
+		}
+	}
+	for _, g := range groups {
+		if why != "" {
+			break
+		}
+		up := 0
+		for _, nd := range g.nodes {
+			if errOf[nd] == nil {
+				up++
+			}
+		}
+		if up < g.quorum {
 			why = fmt.Sprintf("group %d has %d of %d masters reachable, %d needed", g.index, up, len(g.nodes), g.quorum)
 		}
 	}
@@ -200,6 +253,27 @@ func (e *StartError) Error() string {
 
 // Unwrap returns the masters' errors (errors.As finds each *MasterError).
 func (e *StartError) Unwrap() []error { return e.Masters }
+
+// newGroup creates group gi over addrs, reusing the nodes of masters
+// already known (by identity) and recording new ones in byID and c.nodes.
+func (c *Client) newGroup(gi int, addrs []address, byID map[string]*node) (*group, error) {
+	g := &group{index: gi, id: groupIdentity(addrs), quorum: len(addrs)/2 + 1}
+	for _, a := range addrs {
+		nd := byID[a.identity()]
+		if nd == nil {
+			var err error
+			if nd, err = newNode(c, a, gi); err != nil {
+				_ = c.Close()
+				return nil, fmt.Errorf("redlock: master %s: %w", a.redacted, err)
+			}
+			byID[a.identity()] = nd
+			c.nodes = append(c.nodes, nd)
+		}
+		g.nodes = append(g.nodes, nd)
+		g.addrs = append(g.addrs, a.raw)
+	}
+	return g, nil
+}
 
 func (c *Client) healthLoop() {
 	defer c.wg.Done()
@@ -270,6 +344,19 @@ func (c *Client) route(resource string) (*group, uint64) {
 	return c.groups[g], h
 }
 
+// routeBoth is route, plus, in migration mode, the resource's group in the
+// previous ring when it differs from g (nil otherwise: an unmoved resource
+// costs one more slice index).
+func (c *Client) routeBoth(resource string) (g, prev *group, h uint64) {
+	g, h = c.route(resource)
+	if c.prevRing != nil {
+		if p := c.prevGroups[c.prevRing.ownerOf(h)]; p != g {
+			prev = p
+		}
+	}
+	return g, prev, h
+}
+
 // checkArgs validates a resource and a TTL.
 func (c *Client) checkArgs(resource string, ttl time.Duration) error {
 	if err := c.checkResource(resource); err != nil {
@@ -315,14 +402,43 @@ func newToken() string {
 // ErrNotObtained (joined with a *QuorumError) when the resource is busy or no
 // quorum answered; the attempt's keys are then released on every master.
 func (c *Client) TryLock(ctx context.Context, resource string, ttl time.Duration) (*Lock, error) {
+	if c.obs == nil {
+		return c.tryLock(ctx, resource, ttl, nil)
+	}
+	return c.observeAcquire(ctx, resource, ttl, c.tryLock)
+}
+
+func (c *Client) tryLock(ctx context.Context, resource string, ttl time.Duration, tr *trace) (*Lock, error) {
 	if err := c.precheck(ctx, resource, ttl); err != nil {
 		return nil, err
 	}
-	l, err := c.attempt(ctx, resource, ttl)
+	l, err := c.attempt(ctx, resource, ttl, tr)
 	if err != nil {
 		return nil, c.lastAttempt(ctx, resource, err)
 	}
 	return l, nil
+}
+
+// observeAcquire runs an acquisition with a trace and reports it.
+func (c *Client) observeAcquire(ctx context.Context, resource string, ttl time.Duration,
+	fn func(context.Context, string, time.Duration, *trace) (*Lock, error)) (*Lock, error) {
+	tr := &trace{}
+	start := time.Now()
+	l, err := fn(ctx, resource, ttl, tr)
+	ev := tr.lockEvent(ctx, EventAcquire, c.groupOf(resource), resource, err)
+	ev.Wait = time.Since(start)
+	c.observe(ev)
+	return l, err
+}
+
+// groupOf is the group resource is routed to (group 0 for a resource too
+// bad to route, which only an event needs).
+func (c *Client) groupOf(resource string) *group {
+	if resource == "" {
+		return c.groups[0]
+	}
+	g, _ := c.route(resource)
+	return g
 }
 
 // precheck refuses bad arguments, a closed client and an ended context
@@ -350,6 +466,13 @@ func (c *Client) precheck(ctx context.Context, resource string, ttl time.Duratio
 // first. Each attempt counts against the strategy. An uncontended Lock
 // never subscribes.
 func (c *Client) Lock(ctx context.Context, resource string, ttl time.Duration) (*Lock, error) {
+	if c.obs == nil {
+		return c.lock(ctx, resource, ttl, nil)
+	}
+	return c.observeAcquire(ctx, resource, ttl, c.lock)
+}
+
+func (c *Client) lock(ctx context.Context, resource string, ttl time.Duration, tr *trace) (*Lock, error) {
 	if err := c.precheck(ctx, resource, ttl); err != nil {
 		return nil, err
 	}
@@ -362,7 +485,7 @@ func (c *Client) Lock(ctx context.Context, resource string, ttl time.Duration) (
 			default:
 			}
 		}
-		l, err := c.attempt(ctx, resource, ttl)
+		l, err := c.attempt(ctx, resource, ttl, tr)
 		if err == nil {
 			return l, nil
 		}
@@ -402,37 +525,62 @@ func (c *Client) Lock(ctx context.Context, resource string, ttl time.Duration) (
 }
 
 // attempt is one Redlock acquisition with a fresh token.
-func (c *Client) attempt(ctx context.Context, resource string, ttl time.Duration) (*Lock, error) {
-	g, h := c.route(resource)
+func (c *Client) attempt(ctx context.Context, resource string, ttl time.Duration, tr *trace) (*Lock, error) {
+	g, pg, h := c.routeBoth(resource)
 	key := c.s.KeyPrefix + resource
 	token := newToken()
 	ms := ttlMillis(ttl)
+	tr.begin()
 	start := time.Now() // monotonic
 	q := request{op: opAcquire, key: key, token: token, ttlMs: ms, hash: h, timeout: c.s.NodeTimeout}
 	if c.s.Fencing {
 		q.op, q.fenceKey, q.fenceSlot = opAcquireFence, c.fenceKey, fenceSlot(h)
 	}
-	r := g.fanout(ctx, q)
+	r, pr := fanoutBoth(ctx, g, q, pg, q)
+	if tr != nil {
+		tr.dur = time.Since(start)
+		tr.record(g, &r)
+		if pg != nil {
+			tr.record(pg, &pr)
+		}
+	}
 	until := validUntil(start, ttl, c.s.DriftFactor)
+	quorum := r.yes >= g.quorum && (pg == nil || pr.yes >= pg.quorum)
 	var fenceErr error
-	if r.yes >= g.quorum && time.Now().Before(until) {
+	if quorum && time.Now().Before(until) {
 		var fence int64
 		if c.s.Fencing {
-			fence, fenceErr = c.settleFence(ctx, g, h, resource, r)
+			fence, fenceErr = c.settleFence(ctx, g, pg, h, resource, r, pr)
 		}
 		if fenceErr == nil && time.Now().Before(until) {
-			return &Lock{c: c, g: g, hash: h, resource: resource, key: key, token: token, keyTTL: ttl, mayHold: r.mayHold(),
-				until: until, fence: fence}, nil
+			l := &Lock{c: c, g: g, hash: h, resource: resource, key: key, token: token, keyTTL: ttl, mayHold: r.mayHold(),
+				obtained: start, until: until, fence: fence}
+			if pg != nil {
+				l.prev, l.prevMayHold = pg, pr.mayHold()
+			}
+			return l, nil
 		}
 	}
 	g.releaseDetached(request{op: opRelease, key: key, token: token, hash: h, timeout: c.s.ReleaseTimeout,
 		keepMask: r.mayHold(), keepFor: keyLife(ttl, c.s.DriftFactor)})
+	if pg != nil {
+		pg.releaseDetached(request{op: opRelease, key: key, token: token, hash: h, timeout: c.s.ReleaseTimeout,
+			keepMask: pr.mayHold(), keepFor: keyLife(ttl, c.s.DriftFactor)})
+	}
 	if fenceErr != nil {
 		return nil, fenceErr
 	}
 	qe := g.quorumError(opAcquire, resource, r)
+	if pg != nil {
+		pqe := pg.quorumError(opAcquire, resource, pr)
+		if r.yes >= g.quorum { // the previous group refused: its votes first
+			qe = joinQuorumErrors(pqe, qe, "new")
+		} else {
+			qe = joinQuorumErrors(qe, pqe, "previous")
+		}
+	}
 	qe.sentinel = ErrNotObtained
-	if r.yes >= g.quorum {
+	if quorum {
 		qe.ValidityRanOut, qe.Took = true, time.Since(start)
 	}
 	qe.cause = ctx.Err()
@@ -472,12 +620,28 @@ func (c *Client) IsLocked(ctx context.Context, resource string) (bool, error) {
 	if c.closed.Load() {
 		return false, ErrClosed
 	}
-	g, h := c.route(resource)
-	r := g.fanout(ctx, request{op: opExists, key: c.s.KeyPrefix + resource, hash: h, timeout: c.s.NodeTimeout})
-	switch {
-	case r.yes >= g.quorum:
+	g, pg, h := c.routeBoth(resource)
+	q := request{op: opExists, key: c.s.KeyPrefix + resource, hash: h, timeout: c.s.NodeTimeout}
+	r, pr := fanoutBoth(ctx, g, q, pg, q)
+	// In migration mode a moved resource is locked when either group has
+	// it (an old-ring holder has only the old group, a new-ring holder only
+	// the new one), and free when both say no.
+	v := g.verdict(&r)
+	if pg != nil {
+		switch pv := pg.verdict(&pr); {
+		case v == verdictYes || pv == verdictYes:
+			return true, nil
+		case v == verdictNo && pv == verdictNo:
+			return false, nil
+		}
+		qe := joinQuorumErrors(g.quorumError(opExists, resource, r), pg.quorumError(opExists, resource, pr), "previous")
+		qe.cause = ctx.Err()
+		return false, qe
+	}
+	switch v {
+	case verdictYes:
 		return true, nil
-	case r.no >= g.quorum:
+	case verdictNo:
 		return false, nil
 	}
 	qe := g.quorumError(opExists, resource, r)
@@ -489,10 +653,8 @@ func (c *Client) IsLocked(ctx context.Context, resource string) (bool, error) {
 // connection-pool statistics, in Config order.
 func (c *Client) MasterStats() []MasterStat {
 	out := make([]MasterStat, 0, len(c.nodes))
-	for _, g := range c.groups {
-		for _, nd := range g.nodes {
-			out = append(out, nd.stat(g.index))
-		}
+	for _, nd := range c.nodes { // Config order: Cluster's, then masters only in Previous
+		out = append(out, nd.stat(nd.group))
 	}
 	return out
 }
@@ -540,22 +702,18 @@ type PingResult struct {
 func (c *Client) Ping(ctx context.Context) []PingResult {
 	out := make([]PingResult, len(c.nodes))
 	var wg sync.WaitGroup
-	i := 0
-	for _, g := range c.groups {
-		for _, nd := range g.nodes {
-			wg.Add(1)
-			go func(i int, gi int, nd *node) {
-				defer wg.Done()
-				pctx, cancel := context.WithTimeout(ctx, c.s.DialTimeout+c.s.NodeTimeout)
-				defer cancel()
-				rtt, err := nd.pool.ping(pctx)
-				out[i] = PingResult{Addr: nd.addr.redacted, Group: gi, Latency: rtt}
-				if err != nil {
-					out[i].Err = nd.masterErr(err)
-				}
-			}(i, g.index, nd)
-			i++
-		}
+	for i, nd := range c.nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pctx, cancel := context.WithTimeout(ctx, c.s.DialTimeout+c.s.NodeTimeout)
+			defer cancel()
+			rtt, err := nd.pool.ping(pctx)
+			out[i] = PingResult{Addr: nd.addr.redacted, Group: nd.group, Latency: rtt}
+			if err != nil {
+				out[i].Err = nd.masterErr(err)
+			}
+		}()
 	}
 	wg.Wait()
 	return out

@@ -33,6 +33,18 @@ type Config struct {
 	// by keeping the second one down. One server casts one vote.
 	Cluster [][]string
 
+	// Previous turns on migration mode for a ring change: it is the fleet
+	// before the change (the old Cluster, or the old Servers as one group),
+	// written like Cluster. A resource whose group differs between Previous
+	// and the new fleet is locked on both groups (a majority of each),
+	// extended and released on both; its validity is the earlier of the
+	// two. Resources that do not move cost nothing extra. Route returns the
+	// new group. Roll out a ring change in two steps (see the README):
+	// every client with the new fleet and Previous = the old one, then, once
+	// every client runs that and the longest TTL has passed, the new fleet
+	// alone. Default: nil (no migration).
+	Previous [][]string
+
 	// PoolSize is the number of connections per master. Each connection has
 	// a writer that sends the commands piled up for its master as one
 	// pipeline. Default: 2.
@@ -144,6 +156,11 @@ type Config struct {
 	// uptime has a resolution of 1 s, so the window may end up to 2 s late,
 	// never early. Default: 0 (off).
 	RestartQuarantine time.Duration
+	// Observer receives lock-level events (acquire with wait time and
+	// attempts, extend, release, lost, master down/up/quarantined) with
+	// durations, votes and outcome. Its Observe must not block. Default: nil
+	// (no events: nothing is built or timed for them on the lock path).
+	Observer Observer
 }
 
 // NoRetries is the MaxRetry that means "no retries": Lock makes a single
@@ -185,6 +202,13 @@ func (c Config) String() string {
 		}
 		fmt.Fprintf(&b, "Cluster:%v ", groups)
 	}
+	if len(c.Previous) > 0 {
+		groups := make([][]string, len(c.Previous))
+		for i, g := range c.Previous {
+			groups[i] = redactAll(g)
+		}
+		fmt.Fprintf(&b, "Previous:%v ", groups)
+	}
 	maxRetry := fmt.Sprint(c.MaxRetry)
 	if c.MaxRetry == NoRetries {
 		maxRetry = "NoRetries"
@@ -193,6 +217,9 @@ func (c Config) String() string {
 		c.PoolSize, c.DriftFactor, maxRetry, c.RetryInterval, c.ReconnectInterval, c.NodeTimeout, c.DialTimeout, c.HealthCheckPeriod, c.ReleaseTimeout, c.KeyPrefix, c.MaxResourceLen)
 	if c.RetryStrategy != nil {
 		b.WriteString(" RetryStrategy:custom")
+	}
+	if c.Observer != nil {
+		b.WriteString(" Observer:set")
 	}
 	if c.Username != "" {
 		fmt.Fprintf(&b, " Username:%q", c.Username)
@@ -253,7 +280,8 @@ func (e *ConfigError) Error() string {
 type settings struct {
 	Config
 	groups          [][]address
-	defaultStrategy bool // RetryStrategy was built from MaxRetry and RetryInterval
+	prevGroups      [][]address // Previous; nil without migration
+	defaultStrategy bool        // RetryStrategy was built from MaxRetry and RetryInterval
 }
 
 // Settings returns the Config the client runs with: every zero field
@@ -277,6 +305,13 @@ func (c *Client) Settings() Config {
 			groups[i] = redactAll(g)
 		}
 		cfg.Cluster = groups
+	}
+	if len(cfg.Previous) > 0 {
+		groups := make([][]string, len(cfg.Previous))
+		for i, g := range cfg.Previous {
+			groups[i] = redactAll(g)
+		}
+		cfg.Previous = groups
 	}
 	if cfg.Password != "" {
 		cfg.Password = "xxxxx"
@@ -371,6 +406,30 @@ func (c Config) validate() (*settings, error) {
 			return fmt.Sprintf("Cluster[%d][%d]", g, i)
 		}
 	}
+	groups, err := parseGroups(raw, field, c)
+	if err != nil {
+		return nil, err
+	}
+	s.groups = groups
+	if len(c.Previous) > 0 {
+		prev, err := parseGroups(c.Previous, func(g, i int) string {
+			if i < 0 {
+				return fmt.Sprintf("Previous[%d]", g)
+			}
+			return fmt.Sprintf("Previous[%d][%d]", g, i)
+		}, c)
+		if err != nil {
+			return nil, err
+		}
+		s.prevGroups = prev
+	}
+	return s, nil
+}
+
+// parseGroups validates the groups of a ring: each non-empty, of an odd
+// number of masters, every address valid, no master twice.
+func parseGroups(raw [][]string, field func(g, i int) string, c Config) ([][]address, error) {
+	var out [][]address
 	seen := make(map[string]address) // identity → the first master with it
 	for g, grp := range raw {
 		if len(grp) == 0 {
@@ -397,9 +456,9 @@ func (c Config) validate() (*settings, error) {
 			seen[a.identity()] = a
 			addrs[i] = a
 		}
-		s.groups = append(s.groups, addrs)
+		out = append(out, addrs)
 	}
-	return s, nil
+	return out, nil
 }
 
 // groupIdentity is the sorted, comma-joined identities of a group's masters.

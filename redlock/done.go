@@ -1,6 +1,9 @@
 package redlock
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Done returns a channel that is closed when the lock is known lost: its
 // validity ran out (Until passed without an Extend), or an Extend found it
@@ -38,6 +41,13 @@ func (l *Lock) armDone() {
 	if l.lost || l.until.IsZero() || left <= 0 {
 		close(l.done)
 		l.doneShut = true
+		if l.c.obs != nil { // EventLost, once (an Extend may have sent it)
+			var err error = ErrLockLost
+			if l.lost {
+				err = &opError{op: opExtend.String(), resource: l.resource, sentinel: ErrNotHeld, why: "an extension found it gone"}
+			}
+			l.reportLost(context.Background(), err)
+		}
 		if l.onLost != nil {
 			l.onLost(l.lost)
 			l.onLost = nil

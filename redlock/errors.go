@@ -107,6 +107,11 @@ type QuorumError struct {
 	sentinel error  // ErrNotObtained, ErrNotHeld or nil
 	cause    error  // the caller's context error, ErrClosed, or nil
 	why      string // overrides the outcome word (see reason)
+
+	// Migration mode (Config.Previous), a moved resource: the other
+	// group's votes, said after this group's ("previous" or "new").
+	other     *QuorumError
+	otherName string
 }
 
 // Yes counts the masters that said yes.
@@ -182,6 +187,10 @@ func (e *QuorumError) Error() string {
 	b.WriteString(" (")
 	e.writeVotes(&b)
 	b.WriteString(")")
+	if e.other != nil {
+		fmt.Fprintf(&b, "; on the %s group: ", e.otherName)
+		e.other.writeVotes(&b)
+	}
 	if e.cause != nil {
 		b.WriteString("; ")
 		b.WriteString(causeText(e.cause))

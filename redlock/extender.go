@@ -112,7 +112,7 @@ type item struct {
 func (e *extender) tick(period time.Duration) {
 	now := time.Now()
 	horizon := now.Add(period)
-	var items []*item
+	var items, moved []*item
 	e.mu.Lock()
 	for l, r := range e.locks {
 		if r.due.After(horizon) {
@@ -120,6 +120,17 @@ func (e *extender) tick(period time.Duration) {
 		}
 		if !r.stopAt.IsZero() && now.After(r.stopAt) {
 			delete(e.locks, l) // WithMaxHold: the section ends at Until
+			continue
+		}
+		if l.prev != nil {
+			// Migration mode, a moved resource: held on two groups, it is
+			// renewed by Extend (both groups, concurrently with the batch).
+			switch until := l.Until(); {
+			case until.IsZero():
+				delete(e.locks, l)
+			case now.Before(until):
+				moved = append(moved, &item{l: l, r: r})
+			}
 			continue
 		}
 		if !l.tryBeginExtend() {
@@ -131,6 +142,19 @@ func (e *extender) tick(period time.Duration) {
 		items = append(items, &item{l: l, r: r})
 	}
 	e.mu.Unlock()
+	var mwg sync.WaitGroup
+	for _, it := range moved {
+		mwg.Add(1)
+		go func() {
+			defer mwg.Done()
+			start := time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*e.c.s.NodeTimeout)
+			err := it.l.Extend(ctx, it.r.ttl)
+			cancel()
+			e.renewed(it, start, err)
+		}()
+	}
+	defer mwg.Wait()
 	if len(items) == 0 {
 		return
 	}
@@ -177,18 +201,23 @@ func (e *extender) tick(period time.Duration) {
 				r.no++
 			}
 		}
-		err := it.l.extended(r, start, it.r.ttl, nil)
+		err := it.l.extended(r, result{}, start, it.r.ttl, nil)
 		it.l.endExtend()
-		e.mu.Lock()
-		if cur, ok := e.locks[it.l]; ok && cur == it.r {
-			if err == nil {
-				it.r.due = start.Add(it.r.every)
-			} // else: due stays, retried at the next tick while validity lasts
-			if it.l.Until().IsZero() {
-				delete(e.locks, it.l) // lost or released
-			}
+		e.renewed(it, start, err)
+	}
+}
+
+// renewed books the outcome err of it's renewal that started at start.
+func (e *extender) renewed(it *item, start time.Time, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if cur, ok := e.locks[it.l]; ok && cur == it.r {
+		if err == nil {
+			it.r.due = start.Add(it.r.every)
+		} // else: due stays, retried at the next tick while validity lasts
+		if it.l.Until().IsZero() {
+			delete(e.locks, it.l) // lost or released
 		}
-		e.mu.Unlock()
 	}
 }
 

@@ -95,36 +95,53 @@ var fenceSlotNames = func() (out [FenceSlots]any) {
 }()
 
 // settleFence computes the fence of an acquisition that reached a quorum
-// (r), writing it back to a majority of g when the masters disagree. It
-// returns the fence, or an error when no majority acknowledged the
-// write-back (the attempt must then be abandoned).
-func (c *Client) settleFence(ctx context.Context, g *group, h uint64, resource string, r result) (int64, error) {
+// (r), writing it back to a majority of g when the masters disagree. In
+// migration mode (pg, the moved resource's previous group, not nil; pr its
+// answers) the fence is the maximum over both groups' answers, and it is
+// written back (raised) on a majority of both unless every answer agrees.
+// It returns the fence, or an error when a group's majority did not
+// acknowledge the write-back (the attempt must then be abandoned).
+func (c *Client) settleFence(ctx context.Context, g, pg *group, h uint64, resource string, r, pr result) (int64, error) {
 	var m int64
 	same := true
 	seen := false
-	for _, sl := range r.slots {
-		rp := sl.reply
-		if !rp.ok || rp.err != nil {
-			continue
+	note := func(r *result) {
+		for _, sl := range r.slots {
+			rp := sl.reply
+			if !rp.ok || rp.err != nil {
+				continue
+			}
+			if seen && rp.val != m {
+				same = false
+			}
+			seen = true
+			m = max(m, rp.val)
 		}
-		if seen && rp.val != m {
-			same = false
-		}
-		seen = true
-		m = max(m, rp.val)
+	}
+	note(&r)
+	if pg != nil {
+		note(&pr)
 	}
 	if same {
 		return m, nil
 	}
-	// Migration mode (Config.Previous) plugs in here: m is then the maximum
-	// over both groups' answers, and it is raised on both groups.
-	w := g.fanout(ctx, request{op: opRaise, key: c.fenceKey, fenceKey: c.fenceKey, fenceSlot: fenceSlot(h), fence: m, hash: h, timeout: c.s.NodeTimeout})
-	if w.yes >= g.quorum {
+	q := request{op: opRaise, key: c.fenceKey, fenceKey: c.fenceKey, fenceSlot: fenceSlot(h), fence: m, hash: h, timeout: c.s.NodeTimeout}
+	w, pw := fanoutBoth(ctx, g, q, pg, q)
+	if w.yes >= g.quorum && (pg == nil || pw.yes >= pg.quorum) {
 		return m, nil
 	}
-	// One line, like every acquisition error: the write-back's votes, and
-	// it matches ErrNotObtained and the caller's context error.
-	qe := g.quorumError(opRaise, resource, w)
+	// One line, like every acquisition error: the write-back's votes (of
+	// the group that fell short), and it matches ErrNotObtained and the
+	// caller's context error.
+	var qe *QuorumError
+	if w.yes >= g.quorum { // pg fell short
+		qe = joinQuorumErrors(pg.quorumError(opRaise, resource, pw), g.quorumError(opRaise, resource, w), "new")
+	} else {
+		qe = g.quorumError(opRaise, resource, w)
+		if pg != nil {
+			qe = joinQuorumErrors(qe, pg.quorumError(opRaise, resource, pw), "previous")
+		}
+	}
 	qe.Op = opAcquire.String()
 	qe.sentinel = ErrNotObtained
 	qe.why = fmt.Sprintf("its fence %d was not written back to a majority", m)

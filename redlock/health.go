@@ -24,6 +24,9 @@ func (n *node) fail(err error) {
 	} else {
 		n.c.s.Logger.Warn("redlock: master down", "master", n.addr.redacted, "err", msg)
 	}
+	if n.c.obs != nil {
+		n.c.observe(Event{Kind: EventMasterDown, Master: n.addr.redacted, Group: n.group, Outcome: OutcomeError, Err: n.masterErr(err)})
+	}
 	n.startReconnect()
 }
 
@@ -76,8 +79,11 @@ func (n *node) reconnectLoop() {
 			continue
 		}
 		n.dupLogged.Store(false)
-		n.c.s.Logger.Info("redlock: master up", "master", n.addr.redacted,
-			"down_for", time.Since(time.Unix(0, n.downSince.Load())).Round(time.Millisecond))
+		downFor := time.Since(time.Unix(0, n.downSince.Load()))
+		n.c.s.Logger.Info("redlock: master up", "master", n.addr.redacted, "down_for", downFor.Round(time.Millisecond))
+		if n.c.obs != nil {
+			n.c.observe(Event{Kind: EventMasterUp, Master: n.addr.redacted, Group: n.group, Duration: downFor})
+		}
 		n.flushKept()
 		return
 	}

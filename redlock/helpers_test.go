@@ -10,7 +10,7 @@ import (
 )
 
 // fleet starts groups × masters redis-server processes.
-func fleet(t *testing.T, groups, masters int) [][]*redisproc.Server {
+func fleet(t testing.TB, groups, masters int) [][]*redisproc.Server {
 	t.Helper()
 	all := redisproc.StartT(t, groups*masters, redisproc.Options{})
 	out := make([][]*redisproc.Server, groups)

@@ -2,8 +2,10 @@ package redlock
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,6 +21,12 @@ type Lock struct {
 
 	mayHold uint64 // masters where the SET may have landed (see result.mayHold)
 	fence   int64  // Config.Fencing: the fencing token (fencing.go); 0 otherwise
+	// Migration mode, a moved resource: the group of the previous ring,
+	// where the lock is held too, and its masters that may hold the key.
+	prev         *group
+	prevMayHold  uint64
+	obtained     time.Time   // start of the acquiring attempt (for Event.Held)
+	lostReported atomic.Bool // EventLost was reported
 
 	mu    sync.Mutex
 	until time.Time // monotonic; zero once released or known lost. Set only through setUntil/capUntil.
@@ -139,6 +147,27 @@ func (l *Lock) TTL() time.Duration {
 // or for its own ctx), so Until always follows the extension the masters
 // applied last.
 func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
+	if l.c.obs == nil {
+		return l.extend(ctx, ttl, nil)
+	}
+	tr := &trace{}
+	err := l.extend(ctx, ttl, tr)
+	l.c.observe(tr.lockEvent(ctx, EventExtend, l.g, l.resource, err))
+	if errors.Is(err, ErrNotHeld) {
+		l.reportLost(ctx, err)
+	}
+	return err
+}
+
+// reportLost sends EventLost once per lock.
+func (l *Lock) reportLost(ctx context.Context, err error) {
+	if l.c.obs != nil && !l.lostReported.Swap(true) {
+		l.c.observe(Event{Context: ctx, Kind: EventLost, Resource: l.resource, Group: l.g.index, Quorum: l.g.quorum,
+			Held: time.Since(l.obtained), Outcome: outcomeOf(err), Err: err})
+	}
+}
+
+func (l *Lock) extend(ctx context.Context, ttl time.Duration, tr *trace) error {
 	c := l.c
 	if err := c.checkArgs(l.resource, ttl); err != nil {
 		return err
@@ -155,16 +184,37 @@ func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 	}
 	l.noteTTL(ttl)
 	start := time.Now()
-	r := l.g.fanout(ctx, l.extendRequest(ttl))
-	return l.extended(r, start, ttl, ctx.Err())
+	q := l.extendRequest(ttl)
+	r, pr := fanoutBoth(ctx, l.g, q, l.prev, q)
+	if tr != nil {
+		tr.attempts, tr.dur = 1, time.Since(start)
+		tr.record(l.g, &r)
+		if l.prev != nil {
+			tr.record(l.prev, &pr)
+		}
+	}
+	return l.extended(r, pr, start, ttl, ctx.Err())
 }
 
-// extended applies the outcome r of an extension by ttl that started at
+// extended applies the outcome r (and pr, the previous group's, for a
+// moved resource in migration mode) of an extension by ttl that started at
 // start (Extend's, or the shared extender's) to Until, and returns Extend's
 // error. ctxErr is the caller's context error, if any.
-func (l *Lock) extended(r result, start time.Time, ttl time.Duration, ctxErr error) error {
+func (l *Lock) extended(r, pr result, start time.Time, ttl time.Duration, ctxErr error) error {
 	until := validUntil(start, ttl, l.c.s.DriftFactor)
 	need, noNeed := l.needs()
+	// In migration mode the lock is extended only when both groups
+	// extended it, and lost when either says it is gone.
+	v, pv := verdictOpen, verdictYes
+	switch {
+	case r.yes >= need:
+		v = verdictYes
+	case r.no >= noNeed:
+		v = verdictNo
+	}
+	if l.prev != nil {
+		pv = l.prev.verdict(&pr)
+	}
 	op := opExtend
 	if l.kind != nil {
 		op = l.kind.extend
@@ -174,30 +224,48 @@ func (l *Lock) extended(r result, start time.Time, ttl time.Duration, ctxErr err
 	switch {
 	case l.released:
 		return &opError{op: op.String(), resource: l.resource, sentinel: ErrNotHeld, why: "released while extending"}
-	case r.yes >= need && time.Now().Before(until):
+	case v == verdictYes && pv == verdictYes && time.Now().Before(until):
 		l.setUntil(until)
 		return nil
-	case r.yes >= need:
+	case v == verdictYes && pv == verdictYes:
 		// Extended, but the extension took longer than its own validity:
 		// nothing more can be trusted than before it.
 		l.capUntil(until)
 		qe := l.g.quorumErrorNeed(op, l.resource, r, need)
+		if l.prev != nil {
+			qe = joinQuorumErrors(qe, l.prev.quorumError(op, l.resource, pr), "previous")
+		}
 		qe.ValidityRanOut, qe.Took = true, time.Since(start)
 		return qe
-	case r.no >= noNeed:
+	case v == verdictNo || pv == verdictNo:
 		l.lost = true // before setUntil: Done is closed
 		l.setUntil(time.Time{})
-		qe := l.g.quorumErrorNeed(op, l.resource, r, need)
+		var qe *QuorumError
+		if v == verdictNo {
+			qe = l.g.quorumErrorNeed(op, l.resource, r, need)
+			if l.prev != nil {
+				qe = joinQuorumErrors(qe, l.prev.quorumError(op, l.resource, pr), "previous")
+			}
+		} else {
+			qe = joinQuorumErrors(l.prev.quorumError(op, l.resource, pr), l.g.quorumErrorNeed(op, l.resource, r, need), "new")
+		}
 		qe.sentinel = ErrNotHeld
 		return qe
 	}
 	// Masters that said yes, or whose answer is unknown, may have applied
 	// this TTL (a paused master applies it when it resumes): never trust
 	// more than it.
-	if r.mayHaveApplied() {
+	if r.mayHaveApplied() || (l.prev != nil && pr.mayHaveApplied()) {
 		l.capUntil(until)
 	}
 	qe := l.g.quorumErrorNeed(op, l.resource, r, need)
+	if l.prev != nil {
+		if v == verdictYes { // the previous group did not extend it
+			qe = joinQuorumErrors(l.prev.quorumError(op, l.resource, pr), qe, "new")
+		} else {
+			qe = joinQuorumErrors(qe, l.prev.quorumError(op, l.resource, pr), "previous")
+		}
+	}
 	qe.cause = ctxErr
 	return qe
 }
@@ -321,7 +389,21 @@ func (l *Lock) Release(ctx context.Context) error {
 		c.ext.remove(l)
 	}
 	c.hub.releasing(l.key, l.token)
-	return c.release(ctx, l.g, l.resource, l.releaseRequest(c.s.NodeTimeout, keep))
+	q := l.releaseRequest(c.s.NodeTimeout, keep)
+	if c.obs == nil {
+		return c.release(ctx, l.g, l.prev, l.resource, q, l.prevMayHold, true, nil)
+	}
+	tr := &trace{attempts: 1}
+	start := time.Now()
+	err := c.release(ctx, l.g, l.prev, l.resource, q, l.prevMayHold, true, tr)
+	tr.dur = time.Since(start)
+	ev := tr.lockEvent(ctx, EventRelease, l.g, l.resource, err)
+	ev.Held = time.Since(l.obtained)
+	c.observe(ev)
+	if errors.Is(err, ErrNotHeld) {
+		l.reportLost(ctx, err)
+	}
+	return err
 }
 
 // ReleaseToken releases resource where its key still holds token, exactly as
@@ -342,28 +424,77 @@ func (c *Client) ReleaseToken(ctx context.Context, resource, token string) error
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	g, h := c.route(resource)
-	return c.release(ctx, g, resource, request{op: opRelease, key: c.s.KeyPrefix + resource, token: token, hash: h, timeout: c.s.NodeTimeout})
+	g, pg, h := c.routeBoth(resource)
+	return c.release(ctx, g, pg, resource, request{op: opRelease, key: c.s.KeyPrefix + resource, token: token, hash: h, timeout: c.s.NodeTimeout}, 0, false, nil)
 }
 
-// release sends the release q to every master of g. Masters of q.keepMask
-// that miss it keep it for up to q.keepFor (the key's remaining life) and
-// send it when they are back.
-func (c *Client) release(ctx context.Context, g *group, resource string, q request) error {
-	r := g.fanout(ctx, q)
+// release sends the release q to every master of g (and, for a moved
+// resource's plain lock in migration mode, to pg, its previous group, at
+// the same time, with prevMayHold as keepMask). Masters of q.keepMask that
+// miss it keep it for up to q.keepFor (the key's remaining life) and send
+// it when they are back.
+//
+// With two groups: strict (a Lock held on both) succeeds when both deleted
+// it and is ErrNotHeld when either says the token is gone; otherwise (a
+// token from a client on either ring) it succeeds when one deleted it and
+// the other answered, and is ErrNotHeld when both say the token is not there.
+func (c *Client) release(ctx context.Context, g, pg *group, resource string, q request, prevMayHold uint64, strict bool, tr *trace) error {
+	pq := q
+	pq.keepMask, pq.need = prevMayHold, 0
+	r, pr := fanoutBoth(ctx, g, q, pg, pq)
 	need, noNeed := q.needs(g)
-	if r.yes >= need {
+	tr.record(g, &r)
+	v, pv := verdictOpen, verdictNo
+	switch {
+	case r.yes >= need:
+		v = verdictYes
+	case r.no >= noNeed:
+		v = verdictNo
+	}
+	if pg != nil {
+		tr.record(pg, &pr)
+		pv = pg.verdict(&pr)
+	}
+	released := func() error { // waiters on either group hear it
 		if q.op == opRelease {
 			c.hub.released(q.key, r)
+			if pg != nil {
+				c.hub.released(q.key, pr)
+			}
 		}
 		return nil
 	}
-	qe := g.quorumErrorNeed(q.op, resource, r, need)
-	if r.no >= noNeed {
-		qe.sentinel = ErrNotHeld
-	} else {
-		qe.cause = ctx.Err()
+	var notHeld *QuorumError
+	switch {
+	case pg == nil && v == verdictYes:
+		return released()
+	case pg == nil && v == verdictNo:
+		notHeld = g.quorumErrorNeed(q.op, resource, r, need)
+	case pg != nil && strict && v == verdictYes && pv == verdictYes:
+		return released()
+	case pg != nil && strict && v == verdictNo:
+		notHeld = joinQuorumErrors(g.quorumErrorNeed(q.op, resource, r, need), pg.quorumError(q.op, resource, pr), "previous")
+	case pg != nil && strict && pv == verdictNo:
+		notHeld = joinQuorumErrors(pg.quorumError(q.op, resource, pr), g.quorumErrorNeed(q.op, resource, r, need), "new")
+	case pg != nil && !strict && v != verdictOpen && pv != verdictOpen:
+		if v == verdictYes || pv == verdictYes {
+			return released()
+		}
+		notHeld = joinQuorumErrors(g.quorumErrorNeed(q.op, resource, r, need), pg.quorumError(q.op, resource, pr), "previous")
 	}
+	if notHeld != nil {
+		notHeld.sentinel = ErrNotHeld
+		return notHeld
+	}
+	qe := g.quorumErrorNeed(q.op, resource, r, need)
+	if pg != nil {
+		if v != verdictOpen {
+			qe = joinQuorumErrors(pg.quorumError(q.op, resource, pr), qe, "new")
+		} else {
+			qe = joinQuorumErrors(qe, pg.quorumError(q.op, resource, pr), "previous")
+		}
+	}
+	qe.cause = ctx.Err()
 	return qe
 }
 

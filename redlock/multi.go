@@ -89,6 +89,9 @@ func (c *Client) lockAll(ctx context.Context, resources []string, ttl time.Durat
 	if err != nil {
 		return nil, err
 	}
+	if err := c.refuseMoving("lockall", set...); err != nil {
+		return nil, err
+	}
 	if c.closed.Load() {
 		return nil, ErrClosed
 	}

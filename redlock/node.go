@@ -19,6 +19,7 @@ import (
 type node struct {
 	c       *Client
 	addr    address
+	group   int // index of its quorum group
 	pool    *connPool
 	writers []chan *call
 
@@ -50,12 +51,12 @@ type node struct {
 	loggedRunID string // the last run_id whose quarantine was logged (under qMu)
 }
 
-func newNode(c *Client, a address) (*node, error) {
+func newNode(c *Client, a address, group int) (*node, error) {
 	pool, err := newConnPool(a, c.s)
 	if err != nil {
 		return nil, err
 	}
-	n := &node{c: c, addr: a, pool: pool, writers: make([]chan *call, c.s.PoolSize)}
+	n := &node{c: c, addr: a, group: group, pool: pool, writers: make([]chan *call, c.s.PoolSize)}
 	pool.onConnect = n.serverCheck
 	for i := range n.writers {
 		q := make(chan *call, writerQueueLen)

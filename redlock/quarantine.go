@@ -67,6 +67,11 @@ func (n *node) observeServer(prev, si *serverInfo) {
 		n.c.s.Logger.Warn("redlock: master restarted recently: quarantined, it votes no on new locks",
 			"master", n.addr.redacted, "run_id", si.runID, "previous_run_id", prevID,
 			"uptime", si.uptime, "for", time.Duration(until-time.Now().UnixNano()).Round(time.Millisecond))
+		if n.c.obs != nil { // once per restart, as logged
+			left := time.Duration(until - time.Now().UnixNano())
+			n.c.observe(Event{Kind: EventMasterQuarantined, Master: n.addr.redacted, Group: n.group, Duration: left,
+				Err: n.masterErr(&QuarantineError{RunID: si.runID, Uptime: si.uptime, Left: left})})
+		}
 	}
 }
 

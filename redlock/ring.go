@@ -70,8 +70,13 @@ func newRing(ids []string) *ring {
 // resource's hash (which also picks a writer on each master).
 func (r *ring) locate(resource string) (int, uint64) {
 	h := xxhash.Sum64(unsafe.Slice(unsafe.StringData(resource), len(resource)))
+	return r.ownerOf(h), h
+}
+
+// ownerOf returns the index of the group that owns a resource of hash h.
+func (r *ring) ownerOf(h uint64) int {
 	if len(r.owner) == 1 {
-		return 0, h
+		return 0
 	}
-	return int(r.owner[h%uint64(len(r.owner))]), h
+	return int(r.owner[h%uint64(len(r.owner))])
 }

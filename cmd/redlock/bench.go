@@ -38,6 +38,7 @@ Examples:
   redlock bench -cluster "a:1,b:1,c:1;d:1,e:1,f:1" -json
   redlock bench -mode rw -write-every 10          # RWMutex: RLock cycles, every 10th a writer's Lock
   redlock bench -mode sem -permits 3              # Semaphore(3): Acquire+Release cycles
+  redlock bench -metrics 127.0.0.1:9090 -duration 1m  # scrape http://127.0.0.1:9090/metrics meanwhile
 
 -mode chooses what a cycle takes: a plain lock (lock, the default), an
 RWMutex's share or exclusive lock (rw), or a Semaphore permit (sem). Latency
@@ -70,6 +71,7 @@ type benchOpts struct {
 	mode          string
 	writeEvery    int
 	permits       int
+	metrics       string
 }
 
 func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv env) (flagSet, error) {
@@ -93,6 +95,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	f.fs.StringVar(&o.mode, "mode", "lock", "what a cycle takes: lock (Client.Lock), rw (RWMutex: RLock, or Lock every -write-every cycles), sem (Semaphore Acquire)")
 	f.fs.IntVar(&o.writeEvery, "write-every", 10, "-mode rw: every n-th cycle of a goroutine is a writer's Lock, the others RLock (1: writers only)")
 	f.fs.IntVar(&o.permits, "permits", 2, "-mode sem: the semaphore's permits")
+	f.fs.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics on http://ADDR/metrics while the bench runs (e.g. 127.0.0.1:9090)")
 	if err := f.parse(args, stdout); err != nil {
 		return f, err
 	}
@@ -282,11 +285,27 @@ func runBench(ctx context.Context, o benchOpts, stdout, stderr io.Writer, getenv
 
 	cfg := o.config(groups, stderr)
 	cfg.MaxRetry, cfg.RetryInterval = o.maxRetry, o.retryInterval
+	var ms *metricsServer
+	if o.metrics != "" {
+		if ms, err = startMetrics(o.metrics); err != nil {
+			return err
+		}
+		defer func() {
+			if serr := ms.stop(); serr != nil {
+				note("redlock bench: metrics server: %v", serr)
+			}
+		}()
+		cfg.Observer = ms.col
+		note("redlock bench: metrics on %s", ms.url())
+	}
 	c, err := newClient(cfg)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	if ms != nil {
+		ms.attach(c)
+	}
 	if err = checkQuorums(ctx, c); err != nil {
 		return err
 	}

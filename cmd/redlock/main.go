@@ -4,6 +4,7 @@
 //	redlock bench  [flags]                      lock+unlock cycles: throughput and latency
 //	redlock run    -resource R -ttl T [-wait D] [flags] -- command [args...]
 //	redlock status [flags]                      health, latency and pools of every master
+//	redlock plan   -from FLEET -to FLEET        what a ring change moves (Config.Previous)
 //
 // Every command targets -servers "a,b,c" (one quorum group) or -cluster
 // "a,b,c;d,e,f" (several groups), or REDLOCK_SERVERS / REDLOCK_CLUSTER when
@@ -46,6 +47,7 @@ Usage:
   redlock run    -resource R -ttl T [-wait D] [flags] -- command [args...]
                                          run a command while holding a lock (like flock(1))
   redlock status [flags]                 health, latency and pools of every master; each group's share
+  redlock plan   -from FLEET -to FLEET   what a ring change moves: share of resources, from which group to which
   redlock help [command]                 this text, or a command's flags
   redlock version                        the tool's version (also --version, -version)
 
@@ -98,6 +100,8 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer, getenv en
 		fs, err = runCmd(ctx, rest, stdout, stderr, getenv)
 	case "status":
 		fs, err = statusCmd(ctx, rest, stdout, stderr, getenv)
+	case "plan":
+		fs, err = planCmd(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, version())
 		return exitOK
@@ -108,7 +112,7 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer, getenv en
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	default:
-		fmt.Fprintf(stderr, "redlock: unknown command %q\nusage: redlock bench|run|status [flags]; run 'redlock help' for details\n", name)
+		fmt.Fprintf(stderr, "redlock: unknown command %q\nusage: redlock bench|run|status|plan [flags]; run 'redlock help' for details\n", name)
 		return exitUsage
 	}
 	return report(name, fs, err, stderr)

@@ -1,0 +1,137 @@
+package redlock
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMigrationRefusesWhatItCannotLockTwice: Await, LockAll and DoAll are
+// refused for a resource that moves (matching ErrRingChange, naming the
+// resource and its groups), sending nothing; resources that do not move are
+// served as usual.
+func TestMigrationRefusesWhatItCannotLockTwice(t *testing.T) {
+	m := newMigrationFleet(t)
+	ctx := context.Background()
+	r, s := m.moved[0], m.stayed[0]
+	og, ng := m.groupOf(m.old, r), m.groupOf(m.nu, r)
+	check := func(what string, err error) {
+		t.Helper()
+		want := "from group " + strconv.Itoa(og) + " to group " + strconv.Itoa(ng)
+		if !errors.Is(err, ErrRingChange) || !strings.Contains(err.Error(), strconv.Quote(r)) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("%s of a moved resource: %v (want ErrRingChange naming %q and %q)", what, err, r, want)
+		}
+		if m.holders(t, og, r)+m.holders(t, ng, r) != 0 {
+			t.Fatalf("%s of a moved resource left keys", what)
+		}
+	}
+	_, err := m.mig.Await(ctx, r, time.Second)
+	check("Await", err)
+	_, err = m.mig.LockAll(ctx, []string{s, r}, time.Second)
+	check("LockAll", err)
+	ran := false
+	err = m.mig.DoAll(ctx, []string{r}, time.Second, func(context.Context) error { ran = true; return nil })
+	check("DoAll", err)
+	if ran {
+		t.Fatal("DoAll ran fn for a moved resource")
+	}
+	if m.holders(t, m.groupOf(m.nu, s), s) != 0 {
+		t.Fatal("LockAll left the unmoved resource locked")
+	}
+
+	// Unmoved resources: as without Previous.
+	l, err := m.mig.Await(ctx, s, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ml, err := m.mig.LockAll(ctx, []string{s, m.stayed[1]}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ml.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Clients without Previous never refuse.
+	l, err = m.nu.Await(ctx, r, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = l.Release(ctx)
+}
+
+// TestMigrationErrorOneLine: a moved resource refused by its previous group
+// is one *QuorumError, one line: Busy, the previous group's votes first,
+// then the new group's.
+func TestMigrationErrorOneLine(t *testing.T) {
+	m := newMigrationFleet(t)
+	ctx := context.Background()
+	r := m.moved[1]
+	lo, err := m.old.TryLock(ctx, r, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = lo.Release(ctx) }()
+	_, err = m.mig.TryLock(ctx, r, time.Second)
+	var qe *QuorumError
+	if !errors.Is(err, ErrNotObtained) || !errors.As(err, &qe) || !qe.Busy() {
+		t.Fatalf("TryLock of a moved resource held on the old ring: %v", err)
+	}
+	msg := err.Error()
+	if strings.ContainsAny(msg, "\r\n") || !strings.Contains(msg, `lock "`+r+`": not obtained: busy (0 of 3 masters said yes`) ||
+		!strings.Contains(msg, "; on the new group: ") || strings.Count(msg, "redlock:") != 1 {
+		t.Fatalf("message: %s", msg)
+	}
+}
+
+// TestMigrationAutoExtendBothGroups: the shared extender renews a moved
+// resource's lock on both groups (by Extend), so it stays held by the
+// migrating client — and refused to old-ring and new-ring clients — for
+// several TTLs.
+func TestMigrationAutoExtendBothGroups(t *testing.T) {
+	m := newMigrationFleet(t)
+	ctx := context.Background()
+	r := m.moved[2]
+	og, ng := m.groupOf(m.old, r), m.groupOf(m.nu, r)
+	const ttl = 2 * time.Second
+	err := m.mig.DoWith(ctx, r, ttl, func(fctx context.Context) error {
+		l := LockFromContext(fctx)
+		first := l.Until()
+		deadline := time.Now().Add(3 * ttl)
+		for time.Now().Before(deadline) {
+			select {
+			case <-fctx.Done():
+				return context.Cause(fctx)
+			case <-time.After(200 * time.Millisecond):
+			}
+			for _, c := range []*Client{m.old, m.nu} {
+				if _, err := c.TryLock(ctx, r, time.Second); !errors.Is(err, ErrNotObtained) {
+					return errors.New("a single-ring client got the resource: " + errString(err))
+				}
+			}
+		}
+		if !l.Until().After(first) {
+			return errors.New("Until never moved: not renewed")
+		}
+		if m.holders(t, og, r) < 2 || m.holders(t, ng, r) < 2 {
+			return errors.New("not held on both groups after 3 TTLs")
+		}
+		return nil
+	}, WithAutoExtend())
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "keys gone on both groups", func() bool { return m.holders(t, og, r)+m.holders(t, ng, r) == 0 })
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "<nil>"
+	}
+	return err.Error()
+}

@@ -1,0 +1,232 @@
+package redlock
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+// recorder is an Observer that keeps every event.
+type recorder struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+func (r *recorder) Observe(ev Event) {
+	r.mu.Lock()
+	r.events = append(r.events, ev)
+	r.mu.Unlock()
+}
+
+// take returns the events so far and forgets them.
+func (r *recorder) take() []Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.events
+	r.events = nil
+	return out
+}
+
+// of returns the events of one kind among evs.
+func of(evs []Event, k EventKind) []Event {
+	var out []Event
+	for _, ev := range evs {
+		if ev.Kind == k {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+func TestObserverLockEvents(t *testing.T) {
+	f := fleet(t, 1, 5)
+	rec := &recorder{}
+	cfg := clusterConfig(f)
+	cfg.Observer = rec
+	cfg.MaxRetry = 2
+	cfg.RetryInterval = 10 * time.Millisecond
+	c := newClient(t, cfg)
+	ctx := context.Background()
+
+	l, err := c.Lock(ctx, "obs", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := rec.take()
+	if len(evs) != 1 || evs[0].Kind != EventAcquire {
+		t.Fatalf("after Lock: %+v, want one acquire event", evs)
+	}
+	ev := evs[0]
+	if ev.Outcome != OutcomeOK || ev.Err != nil || ev.Attempts != 1 || ev.Resource != "obs" || ev.Quorum != 3 || len(ev.Votes) != 5 {
+		t.Fatalf("acquire event: %+v", ev)
+	}
+	yes := 0
+	for _, v := range ev.Votes {
+		if v.OK {
+			yes++
+		}
+	}
+	if yes < 3 || ev.Duration <= 0 || ev.Wait < ev.Duration {
+		t.Fatalf("acquire event: %d yes, duration %v, wait %v", yes, ev.Duration, ev.Wait)
+	}
+
+	// Busy: every attempt of a second Lock finds it held.
+	if _, err := c.Lock(ctx, "obs", time.Second); !errors.Is(err, ErrNotObtained) {
+		t.Fatalf("second Lock: %v", err)
+	}
+	evs = rec.take()
+	if len(evs) != 1 || evs[0].Outcome != OutcomeBusy || evs[0].Attempts != 3 || !errors.Is(evs[0].Err, ErrNotObtained) {
+		t.Fatalf("busy acquire: %+v", evs)
+	}
+	if evs[0].Wait < 10*time.Millisecond { // two retry delays of at least RetryInterval/2
+		t.Fatalf("busy acquire waited %v over 3 attempts", evs[0].Wait)
+	}
+
+	if err := l.Extend(ctx, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	evs = rec.take()
+	if len(evs) != 1 || evs[0].Kind != EventExtend || evs[0].Outcome != OutcomeOK || len(evs[0].Votes) != 5 {
+		t.Fatalf("extend: %+v", evs)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	evs = rec.take()
+	if len(evs) != 1 || evs[0].Kind != EventRelease || evs[0].Outcome != OutcomeOK || evs[0].Held <= 0 {
+		t.Fatalf("release: %+v", evs)
+	}
+
+	// Lost: the key is deleted behind the holder's back; Extend finds it
+	// gone, and EventLost is reported once even as Release finds it gone too.
+	l, err = c.Lock(ctx, "obs", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range f[0] {
+		if _, err := s.Do(ctx, "DEL", "obs"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec.take()
+	if err := l.Extend(ctx, 10*time.Second); !errors.Is(err, ErrNotHeld) {
+		t.Fatalf("Extend after DEL: %v", err)
+	}
+	if err := l.Release(ctx); !errors.Is(err, ErrNotHeld) {
+		t.Fatalf("Release after DEL: %v", err)
+	}
+	evs = rec.take()
+	if n := len(of(evs, EventLost)); n != 1 {
+		t.Fatalf("%d lost events, want 1: %+v", n, evs)
+	}
+	if ex := of(evs, EventExtend); len(ex) != 1 || ex[0].Outcome != OutcomeNotHeld {
+		t.Fatalf("extend events: %+v", ex)
+	}
+	if lost := of(evs, EventLost)[0]; lost.Held <= 0 || lost.Resource != "obs" {
+		t.Fatalf("lost event: %+v", lost)
+	}
+
+	// Bad input is reported too, as an error outcome.
+	if _, err := c.TryLock(ctx, "", time.Second); err == nil {
+		t.Fatal("TryLock with an empty resource succeeded")
+	}
+	if evs = rec.take(); len(evs) != 1 || evs[0].Outcome != OutcomeError {
+		t.Fatalf("bad input: %+v", evs)
+	}
+}
+
+func TestObserverLostInDo(t *testing.T) {
+	f := fleet(t, 1, 3)
+	rec := &recorder{}
+	cfg := clusterConfig(f)
+	cfg.Observer = rec
+	c := newClient(t, cfg)
+	err := c.Do(context.Background(), "do-lost", 300*time.Millisecond, func(ctx context.Context) error {
+		<-ctx.Done() // validity runs out: no extension
+		if !errors.Is(context.Cause(ctx), ErrLockLost) {
+			t.Errorf("cause %v", context.Cause(ctx))
+		}
+		return nil
+	})
+	_ = err // the release may or may not find the expired key: not the point
+	lost := of(rec.take(), EventLost)
+	if len(lost) != 1 || lost[0].Outcome != OutcomeNotHeld || lost[0].Held < 250*time.Millisecond {
+		t.Fatalf("lost events: %+v", lost)
+	}
+}
+
+func TestObserverMasterDownUp(t *testing.T) {
+	f := fleet(t, 1, 3)
+	rec := &recorder{}
+	cfg := clusterConfig(f)
+	cfg.Observer = rec
+	cfg.ReconnectInterval = 20 * time.Millisecond
+	c := newClient(t, cfg)
+	if err := f[0][1].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	// The next lock's command to the dead master fails and marks it down.
+	eventually(t, 10*time.Second, "master down event", func() bool {
+		if l, err := c.TryLock(context.Background(), "down-up", time.Second); err == nil {
+			_ = l.Release(context.Background())
+		}
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(of(rec.events, EventMasterDown)) > 0
+	})
+	if err := f[0][1].Restart(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "master up event", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(of(rec.events, EventMasterUp)) > 0
+	})
+	evs := rec.take()
+	down, up := of(evs, EventMasterDown)[0], of(evs, EventMasterUp)[0]
+	if down.Master != f[0][1].Addr() || down.Err == nil || down.Group != 0 {
+		t.Fatalf("down event: %+v", down)
+	}
+	if up.Master != f[0][1].Addr() || up.Duration <= 0 {
+		t.Fatalf("up event: %+v", up)
+	}
+}
+
+// An observer costs nothing when unset: lock+unlock allocates no more than
+// before; with one set, the events are built.
+func BenchmarkLockUnlockObserver(b *testing.B) {
+	f := fleet(b, 1, 5)
+	for _, withObs := range []bool{false, true} {
+		name := "nil"
+		cfg := clusterConfig(f)
+		if withObs {
+			name = "set"
+			cfg.Observer = &discard{}
+		}
+		b.Run(name, func(b *testing.B) {
+			cfg.Logger = quietLogger
+			c, err := New(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				l, err := c.TryLock(ctx, "bench-obs", 10*time.Second)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := l.Release(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+type discard struct{}
+
+func (*discard) Observe(Event) {}
