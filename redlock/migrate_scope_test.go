@@ -9,8 +9,8 @@ import (
 	"time"
 )
 
-// TestMigrationRefusesWhatItCannotLockTwice: Await, LockAll and DoAll are
-// refused for a resource that moves (matching ErrRingChange, naming the
+// TestMigrationRefusesWhatItCannotLockTwice: Await, LockAll, DoAll and
+// the locks of RWMutex and Semaphore are refused for a resource that moves (matching ErrRingChange, naming the
 // resource and its groups), sending nothing; resources that do not move are
 // served as usual.
 func TestMigrationRefusesWhatItCannotLockTwice(t *testing.T) {
@@ -41,6 +41,31 @@ func TestMigrationRefusesWhatItCannotLockTwice(t *testing.T) {
 	if m.holders(t, m.groupOf(m.nu, s), s) != 0 {
 		t.Fatal("LockAll left the unmoved resource locked")
 	}
+	rw := m.mig.RWMutex(r)
+	_, err = rw.RLock(ctx, time.Second)
+	check("RWMutex.RLock", err)
+	_, err = rw.Lock(ctx, time.Second)
+	check("RWMutex.Lock", err)
+	_, err = rw.TryRLock(ctx, time.Second)
+	check("RWMutex.TryRLock", err)
+	sem, err := m.mig.Semaphore(r, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = sem.Acquire(ctx, time.Second)
+	check("Semaphore.Acquire", err)
+	err = sem.Do(ctx, time.Second, func(context.Context) error { ran = true; return nil })
+	check("Semaphore.Do", err)
+	if ran {
+		t.Fatal("Semaphore.Do ran fn for a moved resource")
+	}
+	for g := range m.f { // nothing of the scripted locks was written anywhere
+		for _, srv := range m.f[g] {
+			if keys, _ := srv.Do(ctx, "KEYS", r+":*"); keys != "" && keys != "*0" {
+				t.Fatalf("group %d has keys of the refused scripted locks: %q", g, keys)
+			}
+		}
+	}
 
 	// Unmoved resources: as without Previous.
 	l, err := m.mig.Await(ctx, s, 5*time.Second)
@@ -48,6 +73,13 @@ func TestMigrationRefusesWhatItCannotLockTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wl, err := m.mig.RWMutex(s).Lock(ctx, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wl.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
 	ml, err := m.mig.LockAll(ctx, []string{s, m.stayed[1]}, 5*time.Second)
