@@ -42,7 +42,7 @@ func (l *Lock) armDone() {
 		close(l.done)
 		l.doneShut = true
 		if l.c.obs != nil { // EventLost, once (an Extend may have sent it)
-			var err error = ErrLockLost
+			err := ErrLockLost
 			if l.lost {
 				err = &opError{op: opExtend.String(), resource: l.resource, sentinel: ErrNotHeld, why: "an extension found it gone"}
 			}
