@@ -42,7 +42,11 @@ type Config struct {
 	// new group. Roll out a ring change in two steps (see the README):
 	// every client with the new fleet and Previous = the old one, then, once
 	// every client runs that and the longest TTL has passed, the new fleet
-	// alone. Default: nil (no migration).
+	// alone. Spell each master identically here and in Cluster (a group is
+	// recognised as unchanged, and a master as one connection, by its
+	// spelling). For a moved resource, Await, LockAll, DoAll and the locks
+	// of RWMutex and Semaphore are refused (ErrRingChange); Lock, TryLock,
+	// Do and DoWith lock it on both groups. Default: nil (no migration).
 	Previous [][]string
 
 	// PoolSize is the number of connections per master. Each connection has
