@@ -167,3 +167,74 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
+
+// TestMigrationFenceMaxOverBothGroups: with Fencing, a moved resource's
+// fence is the maximum over both groups' counters, raised on both, so that
+// fences stay monotonic across a ring change: the migrating client's fence
+// is above the old group's, and the next fence from the new ring alone (step
+// 2), or from an old-ring client still running in step 1, is above the
+// migrating client's. (Old-ring and new-ring clients never run together:
+// their fences are not ordered with each other.)
+func TestMigrationFenceMaxOverBothGroups(t *testing.T) {
+	m := newMigrationFleet(t)
+	ctx := context.Background()
+	r := m.moved[3]
+	og, ng := m.groupOf(m.old, r), m.groupOf(m.nu, r)
+	cfg := func(cluster, prev [][]string) Config {
+		return Config{Cluster: cluster, Previous: prev, Fencing: true, NodeTimeout: time.Second}
+	}
+	old := newClient(t, cfg(m.oldC, nil))
+	mig := newClient(t, cfg(m.newC, m.oldC))
+	nu := newClient(t, cfg(m.newC, nil))
+
+	l, err := old.Lock(ctx, r, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := l.Fence()
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The old group runs far ahead of the new one (its counters count
+	// every fence it handed out for the resource's slot).
+	high := first + 1_000_000_000
+	for _, s := range m.f[og] {
+		if _, err := s.Do(ctx, "HSET", FenceCounterKey, slotOf(r), strconv.FormatInt(high, 10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lm, err := mig.Lock(ctx, r, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fm := lm.Fence()
+	if fm <= high {
+		t.Fatalf("migrating fence %d; want above the old group's counters %d", fm, high)
+	}
+	for _, g := range []int{og, ng} {
+		raised := 0
+		for _, s := range m.f[g] {
+			if counterOn(t, s, "", r) >= fm {
+				raised++
+			}
+		}
+		if raised < 2 {
+			t.Fatalf("group %d: %d masters' counters at or above the fence %d; want a majority", g, raised, fm)
+		}
+	}
+	if err := lm.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*Client{nu, old} {
+		l, err := c.Lock(ctx, r, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Fence() <= fm {
+			t.Fatalf("single-ring fence %d after the migrating client's %d: not monotonic across the change", l.Fence(), fm)
+		}
+		if err := l.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

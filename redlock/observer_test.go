@@ -230,3 +230,37 @@ func BenchmarkLockUnlockObserver(b *testing.B) {
 type discard struct{}
 
 func (*discard) Observe(Event) {}
+
+// TestObserverMasterQuarantined: a master found restarted recently
+// (Config.RestartQuarantine; fresh test servers are) is reported once per
+// restart, with the quarantine left and a *QuarantineError.
+func TestObserverMasterQuarantined(t *testing.T) {
+	f := fleet(t, 1, 3)
+	rec := &recorder{}
+	cfg := clusterConfig(f)
+	cfg.Observer = rec
+	cfg.RestartQuarantine = time.Hour
+	c := newClient(t, cfg)
+	// More connections to the same servers (a second lock's pool use) do
+	// not report the same restart again.
+	if _, err := c.TryLock(context.Background(), "q", time.Second); err == nil {
+		t.Fatal("a quarantined fleet gave a lock")
+	}
+	evs := of(rec.take(), EventMasterQuarantined)
+	if len(evs) != 3 {
+		t.Fatalf("%d quarantine events; want one per master: %+v", len(evs), evs)
+	}
+	seen := map[string]bool{}
+	for _, ev := range evs {
+		var qe *QuarantineError
+		if ev.Duration < 50*time.Minute || ev.Group != 0 || !errors.As(ev.Err, &qe) || qe.RunID == "" || ev.Kind.String() != "master_quarantined" {
+			t.Fatalf("quarantine event: %+v", ev)
+		}
+		seen[ev.Master] = true
+	}
+	for _, s := range f[0] {
+		if !seen[s.Addr()] {
+			t.Fatalf("no quarantine event for %s", s.Addr())
+		}
+	}
+}
