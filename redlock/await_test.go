@@ -433,6 +433,7 @@ func TestAwaitMasterPaused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	heldEverywhere(t, f[0], l)
 	got, errc := awaitAsync(c, ctx, "paused", 10*time.Second)
 	waitSubscribed(t, f[0], "paused", 1)
 	if err := f[0][2].Pause(); err != nil {
@@ -477,6 +478,7 @@ func TestAwaitMasterDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	heldEverywhere(t, f[0], l)
 	var check holdCheck
 	var wg sync.WaitGroup
 	var done atomic.Int32

@@ -56,6 +56,25 @@ func keyOn(t *testing.T, s *redisproc.Server, key string) string {
 	return s.GetT(t, key)
 }
 
+// heldEverywhere waits until every master in masters holds l's key with
+// its token. Lock returns at quorum, so a master it did not wait for may
+// still be applying the SET; a test that faults a master and then expects
+// the holder's release to reach a majority must first let the holder's
+// SET land everywhere, or a competitor's SET NX can overtake it on the
+// master that was late (that competitor then cleans up, leaving the
+// holder with a bare majority).
+func heldEverywhere(t *testing.T, masters []*redisproc.Server, l *Lock) {
+	t.Helper()
+	eventually(t, 30*time.Second, "the holder's key on every master", func() bool {
+		for _, s := range masters {
+			if s.GetT(t, l.key) != l.Token() {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // eventually polls cond for up to d.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
