@@ -540,7 +540,7 @@ func TestNewOwnerContext(t *testing.T) {
 	_, err := m.TryLock(dead, "job")
 	checkErr(t, err, []error{keymutex.ErrOwnerGone})
 
-	// An explicit Goodbye unregisters the context callback (goleak and
+	// An explicit Goodbye unregisters the context callback (leakcheck and
 	// the race detector check the rest).
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	defer cancel2()

@@ -3,9 +3,9 @@ package keymutex_test
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/quorumlock/quorumlock/internal/leakcheck"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leakcheck.VerifyTestMain(m)
 }

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quorumlock/quorumlock/internal/leakcheck"
 	"github.com/quorumlock/quorumlock/internal/redisproc"
-	"go.uber.org/goleak"
 )
 
 // heapObjectsBytes reads the live+unswept heap object bytes without stopping
@@ -173,7 +173,7 @@ func TestBoundsConcurrentLockers(t *testing.T) {
 func TestBoundsMasterFlapping(t *testing.T) {
 	const cycles = 1000
 	srv := redisproc.StartT(t, 1, redisproc.Options{})[0]
-	leaks := goleak.IgnoreCurrent()
+	leaks := leakcheck.Current()
 
 	proxy := startProxy(t, srv.Addr())
 	c, err := New(Config{Servers: []string{proxy.Addr()}, Logger: quietLogger,
@@ -253,5 +253,5 @@ func TestBoundsMasterFlapping(t *testing.T) {
 	_ = c.Close()
 	proxy.Stop()
 	closed = true
-	goleak.VerifyNone(t, leaks)
+	leakcheck.VerifyNone(t, leaks)
 }

@@ -5,8 +5,7 @@ import (
 	"os"
 	"testing"
 
-	"go.uber.org/goleak"
-
+	"github.com/quorumlock/quorumlock/internal/leakcheck"
 	"github.com/quorumlock/quorumlock/internal/redisproc"
 )
 
@@ -23,13 +22,8 @@ func TestMain(m *testing.M) {
 	servers = addrs[:3]
 	cluster = [][]string{addrs[:3], addrs[3:]}
 
-	code := m.Run()
-	redisproc.StopAll(procs)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak: errors on successful test run:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(leakcheck.Run(func() int {
+		defer redisproc.StopAll(procs)
+		return m.Run()
+	}))
 }
