@@ -25,7 +25,7 @@ GOLANGCI_LINT ?= $(shell command -v golangci-lint 2>/dev/null || echo $(shell $(
 # nothing beyond these (internal/leakcheck instead of goleak).
 LEAN_MAX ?= 13
 
-.PHONY: test bench deps image fmt vet lint cross lean unit modules results fuzz
+.PHONY: test bench deps image fmt vet lint cross lean release-check unit modules results fuzz
 
 ## modules: print the module directories (for CI scripts)
 modules:
@@ -43,7 +43,7 @@ image: deps
 
 ## test: everything, with the race detector (go vet runs in cross, for
 ## every GOOS)
-test: fmt lint cross lean deps image unit
+test: fmt lint cross lean release-check deps image unit
 
 ## unit: go test -race in every module (each module's tests run even when
 ## an earlier module failed; the target fails if any did)
@@ -89,6 +89,12 @@ lean:
 	n=$$(awk '{print $$1}' $$d/go.sum | sort -u | wc -l) && \
 	echo "lean: a redlock-only program has $$n modules in its go.sum (at most $(LEAN_MAX))" && \
 	test $$n -le $(LEAN_MAX)
+
+## release-check: `go install …/cmd/redlock@latest` works from a release of
+## this checkout (served by a module proxy in a temporary directory; see
+## internal/release for how a release is made)
+release-check:
+	@$(GO) run ./internal/release -check
 
 ## bench: the main job — lock latency/throughput on an embedded fleet
 ## (redis-server processes; in-process servers if it cannot be installed)
