@@ -251,7 +251,7 @@ func runCheck() error {
 		"GOPROXY=file://"+filepath.ToSlash(proxy)+",file://"+filepath.ToSlash(filepath.Join(strings.TrimSpace(string(cache)), "cache", "download"))+","+strings.TrimSpace(string(upstream)),
 		"GONOSUMDB="+mods[0].path, // the test version is not in the checksum database
 		"GOMODCACHE="+filepath.Join(tmp, "modcache"),
-		"GOBIN="+gobin, "GOWORK=off", "GOFLAGS=-mod=mod",
+		"GOBIN="+gobin, "GOWORK=off", "GOFLAGS=",
 	)
 	target := mods[0].path + "/cmd/redlock@latest"
 	cmd := exec.Command("go", "install", target)
