@@ -82,20 +82,7 @@ func resource(prefix string) string { return fmt.Sprintf("%s:%d", prefix, seq.Ad
 func BenchmarkLockUnlock(b *testing.B) {
 	for _, n := range []int{5, 1} {
 		b.Run(fmt.Sprintf("masters=%d", n), func(b *testing.B) {
-			c := newClient(b, addrs(b, n))
-			ctx := context.Background()
-			res := resource("lu")
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				l, err := c.Lock(ctx, res, ttl)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := l.Release(ctx); err != nil {
-					b.Fatal(err)
-				}
-			}
+			runCycles(b, "lu", quorumlockCycle(newClient(b, addrs(b, n))))
 		})
 	}
 }
@@ -106,27 +93,68 @@ func BenchmarkLockUnlock(b *testing.B) {
 func BenchmarkLockUnlockParallel(b *testing.B) {
 	for _, p := range []int{1, 16, 64} {
 		b.Run(fmt.Sprintf("goroutines=%d", p*runtimeProcs()), func(b *testing.B) {
-			c := newClient(b, addrs(b, 5))
-			ctx := context.Background()
-			b.ReportAllocs()
-			b.SetParallelism(p)
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				res := resource("par")
-				for pb.Next() {
-					l, err := c.Lock(ctx, res, ttl)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					if err := l.Release(ctx); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
+			runParallelCycles(b, "par", p, quorumlockCycle(newClient(b, addrs(b, 5))))
 		})
 	}
+}
+
+// cycleFunc is one lock+unlock cycle of resource res.
+type cycleFunc func(ctx context.Context, res string) error
+
+// quorumlockCycle is c.Lock then Release.
+func quorumlockCycle(c *redlock.Client) cycleFunc {
+	return func(ctx context.Context, res string) error {
+		l, err := c.Lock(ctx, res, ttl)
+		if err != nil {
+			return err
+		}
+		return l.Release(ctx)
+	}
+}
+
+// floorCycle is the floor's Lock then Unlock.
+func floorCycle(f *floor.Floor) cycleFunc {
+	return func(ctx context.Context, res string) error {
+		l, err := f.Lock(ctx, res, ttl)
+		if err != nil {
+			return err
+		}
+		if !f.Unlock(ctx, l) {
+			return errors.New("floor unlock: no quorum")
+		}
+		return nil
+	}
+}
+
+// runCycles runs cycle b.N times from one goroutine, on one resource.
+func runCycles(b *testing.B, prefix string, cycle cycleFunc) {
+	ctx := context.Background()
+	res := resource(prefix)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if err := cycle(ctx, res); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// runParallelCycles runs cycle b.N times from GOMAXPROCS × p goroutines,
+// each on its own resource.
+func runParallelCycles(b *testing.B, prefix string, p int, cycle cycleFunc) {
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetParallelism(p)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		res := resource(prefix)
+		for pb.Next() {
+			if err := cycle(ctx, res); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
 
 // BenchmarkFencing compares lock+unlock with Config.Fencing off and on, on
@@ -260,20 +288,7 @@ func BenchmarkExtend(b *testing.B) {
 func BenchmarkFloor(b *testing.B) {
 	for _, n := range []int{5, 1} {
 		b.Run(fmt.Sprintf("masters=%d", n), func(b *testing.B) {
-			f := newFloor(b, addrs(b, n))
-			ctx := context.Background()
-			res := resource("floor")
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				l, err := f.Lock(ctx, res, ttl)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if !f.Unlock(ctx, l) {
-					b.Fatal("unlock: no quorum")
-				}
-			}
+			runCycles(b, "floor", floorCycle(newFloor(b, addrs(b, n))))
 		})
 	}
 }
@@ -283,22 +298,7 @@ func BenchmarkFloor(b *testing.B) {
 func BenchmarkFloorParallel(b *testing.B) {
 	for _, p := range []int{1, 16, 64} {
 		b.Run(fmt.Sprintf("goroutines=%d", p*runtimeProcs()), func(b *testing.B) {
-			f := newFloor(b, addrs(b, 5))
-			ctx := context.Background()
-			b.ReportAllocs()
-			b.SetParallelism(p)
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				res := resource("floorpar")
-				for pb.Next() {
-					l, err := f.Lock(ctx, res, ttl)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					f.Unlock(ctx, l)
-				}
-			})
+			runParallelCycles(b, "floorpar", p, floorCycle(newFloor(b, addrs(b, 5))))
 		})
 	}
 }
