@@ -157,6 +157,34 @@ func runParallelCycles(b *testing.B, prefix string, p int, cycle cycleFunc) {
 	})
 }
 
+// runTimedCycles runs cycle b.N times from one goroutine on one resource of
+// client c, and reports the median cycle (p50-µs) and the commands c sent
+// to its masters per cycle (cmds/op, from MasterStats).
+func runTimedCycles(b *testing.B, c *redlock.Client, prefix string, cycle cycleFunc) {
+	ctx := context.Background()
+	res := resource(prefix)
+	durs := make([]time.Duration, 0, 4096)
+	before := commands(c)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		t0 := time.Now()
+		if err := cycle(ctx, res); err != nil {
+			b.Fatal(err)
+		}
+		if len(durs) < cap(durs) {
+			durs = append(durs, time.Since(t0))
+		}
+	}
+	b.StopTimer()
+	slices.Sort(durs)
+	if len(durs) > 0 {
+		b.ReportMetric(float64(durs[len(durs)/2].Nanoseconds())/1e3, "p50-µs")
+	}
+	time.Sleep(100 * time.Millisecond) // the last cycle's top-ups and releases answered
+	b.ReportMetric(float64(commands(c)-before)/float64(b.N), "cmds/op")
+}
+
 // BenchmarkFencing compares lock+unlock with Config.Fencing off and on, on
 // one group of 5 masters, interleaved in rounds (off, on, off, on, …) so
 // both see the same machine load: one goroutine (ns/op and p50-µs, the
@@ -172,35 +200,16 @@ func BenchmarkFencing(b *testing.B) {
 			name := fmt.Sprintf("round=%d/fencing=%v", round, fencing)
 			b.Run(name+"/goroutines=1", func(b *testing.B) {
 				c := newClientWith(b, redlock.Config{Servers: servers, Fencing: fencing, NodeTimeout: time.Second})
-				ctx := context.Background()
-				res := resource("fence1")
-				durs := make([]time.Duration, 0, 4096)
-				before := commands(c)
-				b.ReportAllocs()
-				b.ResetTimer()
-				for b.Loop() {
-					t0 := time.Now()
+				runTimedCycles(b, c, "fence1", func(ctx context.Context, res string) error {
 					l, err := c.Lock(ctx, res, ttl)
 					if err != nil {
-						b.Fatal(err)
+						return err
 					}
 					if fencing != (l.Fence() > 0) {
-						b.Fatalf("Fencing %v but Fence() = %d", fencing, l.Fence())
+						return fmt.Errorf("fencing %v but Fence() = %d", fencing, l.Fence())
 					}
-					if err := l.Release(ctx); err != nil {
-						b.Fatal(err)
-					}
-					if len(durs) < cap(durs) {
-						durs = append(durs, time.Since(t0))
-					}
-				}
-				b.StopTimer()
-				slices.Sort(durs)
-				if len(durs) > 0 {
-					b.ReportMetric(float64(durs[len(durs)/2].Nanoseconds())/1e3, "p50-µs")
-				}
-				time.Sleep(100 * time.Millisecond) // the last cycle's top-ups and releases
-				b.ReportMetric(float64(commands(c)-before)/float64(b.N), "cmds/op")
+					return l.Release(ctx)
+				})
 			})
 			b.Run(fmt.Sprintf("%s/goroutines=%d", name, 16*runtimeProcs()), func(b *testing.B) {
 				c := newClientWith(b, redlock.Config{Servers: servers, Fencing: fencing, NodeTimeout: time.Second})

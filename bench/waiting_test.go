@@ -3,7 +3,6 @@ package bench_test
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -35,38 +34,17 @@ func BenchmarkWaitingCost(b *testing.B) {
 					stop := parkWaiters(b, c, servers, 8, 64)
 					defer stop()
 				}
-				ctx := context.Background()
-				res := resource("waitcost")
-				durs := make([]time.Duration, 0, 4096)
-				before := commands(c)
-				b.ReportAllocs()
-				b.ResetTimer()
-				for b.Loop() {
-					t0 := time.Now()
-					var l *redlock.Lock
-					var err error
-					if mode == "await" {
-						l, err = c.Await(ctx, res, ttl)
-					} else {
-						l, err = c.Lock(ctx, res, ttl)
-					}
-					if err != nil {
-						b.Fatal(err)
-					}
-					if err := l.Release(ctx); err != nil {
-						b.Fatal(err)
-					}
-					if len(durs) < cap(durs) {
-						durs = append(durs, time.Since(t0))
+				cycle := quorumlockCycle(c)
+				if mode == "await" {
+					cycle = func(ctx context.Context, res string) error {
+						l, err := c.Await(ctx, res, ttl)
+						if err != nil {
+							return err
+						}
+						return l.Release(ctx)
 					}
 				}
-				b.StopTimer()
-				slices.Sort(durs)
-				if len(durs) > 0 {
-					b.ReportMetric(float64(durs[len(durs)/2].Nanoseconds())/1e3, "p50-µs")
-				}
-				time.Sleep(100 * time.Millisecond) // the last cycle's releases answered
-				b.ReportMetric(float64(commands(c)-before)/float64(b.N), "cmds/op")
+				runTimedCycles(b, c, "waitcost", cycle)
 			})
 		}
 	}
