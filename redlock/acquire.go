@@ -9,15 +9,16 @@ import (
 
 // lockKind is what a scripted lock is — a reader's share, a writer's lock,
 // a semaphore permit: the operations (scripts) that take, give back and
-// extend it. A plain lock has none (Lock.kind is nil).
+// extend it. A plain lock has none (Lock.kind is nil). fenced is the
+// acquire's fenced form (Config.Fencing).
 type lockKind struct {
-	acquire, release, extend opKind
+	acquire, release, extend, fenced opKind
 }
 
 var (
-	kindRead   = &lockKind{acquire: opRLock, release: opRUnlock, extend: opRExtend}
-	kindWrite  = &lockKind{acquire: opWLock, release: opWUnlock, extend: opWExtend}
-	kindPermit = &lockKind{acquire: opSemAcquire, release: opSemRelease, extend: opSemExtend}
+	kindRead   = &lockKind{acquire: opRLock, release: opRUnlock, extend: opRExtend, fenced: opRLockFence}
+	kindWrite  = &lockKind{acquire: opWLock, release: opWUnlock, extend: opWExtend, fenced: opWLockFence}
+	kindPermit = &lockKind{acquire: opSemAcquire, release: opSemRelease, extend: opSemExtend, fenced: opSemAcquireFence}
 )
 
 // scripted is one resource's scripted locks (an RWMutex's or a
@@ -29,6 +30,9 @@ type scripted struct {
 	hash     uint64
 	keys     []string // KEYS of every script; keys[0] picks each master's writer
 	need     int      // "yes" votes that hold a lock (0: the group's majority)
+	// fenceKeys are the fenced acquire's KEYS (Config.Fencing): keys and
+	// the fence counters' hash.
+	fenceKeys []string
 }
 
 func newScripted(c *Client, resource string, suffixes ...string) scripted {
@@ -37,7 +41,11 @@ func newScripted(c *Client, resource string, suffixes ...string) scripted {
 	for i, s := range suffixes {
 		keys[i] = c.s.KeyPrefix + resource + s
 	}
-	return scripted{c: c, resource: resource, g: g, hash: h, keys: keys}
+	sc := scripted{c: c, resource: resource, g: g, hash: h, keys: keys}
+	if c.s.Fencing {
+		sc.fenceKeys = append(keys[:len(keys):len(keys)], c.fenceKey)
+	}
+	return sc
 }
 
 // quorum is the number of masters a holder needs.
@@ -63,9 +71,14 @@ func (s *scripted) attempt(ctx context.Context, kind *lockKind, ttl time.Duratio
 	ms := ttlMillis(ttl)
 	args := append([]any{token, ms}, argv...)
 	need := s.quorum()
+	op, keys := kind.acquire, s.keys
+	if c.s.Fencing {
+		op, keys = kind.fenced, s.fenceKeys
+		args = append(args, fenceSlotNames[fenceSlot(s.hash)])
+	}
 	start := time.Now() // monotonic
-	q := request{op: kind.acquire, key: s.keys[0], token: token, ttlMs: ms, hash: s.hash, timeout: c.s.NodeTimeout,
-		need: need, args: newScriptArgs(kind.acquire, s.keys, token, args...)}
+	q := request{op: op, key: s.keys[0], token: token, ttlMs: ms, hash: s.hash, timeout: c.s.NodeTimeout,
+		need: need, args: newScriptArgs(op, keys, token, args...)}
 	r := s.g.fanout(ctx, q)
 	until := validUntil(start, ttl, c.s.DriftFactor)
 	l := &Lock{c: c, g: s.g, hash: s.hash, resource: s.resource, key: s.keys[0], token: token, keyTTL: ttl,
@@ -74,14 +87,23 @@ func (s *scripted) attempt(ctx context.Context, kind *lockKind, ttl time.Duratio
 	// attempt, even one that reached its quorum elsewhere: clients that
 	// disagree on permits are a mistake to report, not a race to win.
 	mismatch := permitsError(s.resource, r)
+	var fenceErr error
 	if r.yes >= need && time.Now().Before(until) && mismatch == nil {
-		l.until = until
-		return l, nil
+		if c.s.Fencing {
+			l.fence, fenceErr = c.settleFence(ctx, kind.acquire, s.g, nil, s.hash, nil, s.resource, r, result{})
+		}
+		if fenceErr == nil && time.Now().Before(until) {
+			l.until = until
+			return l, nil
+		}
 	}
 	// The cleanup gives back this attempt's token only: a waiting writer's
 	// mark stays while it retries (Lock lifts it when it gives up).
 	l.extra = ""
 	s.g.releaseDetached(l.releaseRequest(c.s.ReleaseTimeout, keyLife(ttl, c.s.DriftFactor)))
+	if fenceErr != nil {
+		return nil, fenceErr
+	}
 	qe := s.g.quorumErrorNeed(kind.acquire, s.resource, r, need)
 	if mismatch != nil {
 		return nil, errors.Join(mismatch, qe)

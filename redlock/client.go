@@ -550,7 +550,7 @@ func (c *Client) attempt(ctx context.Context, resource string, ttl time.Duration
 	if quorum && time.Now().Before(until) {
 		var fence int64
 		if c.s.Fencing {
-			fence, fenceErr = c.settleFence(ctx, g, pg, h, resource, r, pr)
+			fence, fenceErr = c.settleFence(ctx, opAcquire, g, pg, h, nil, resource, r, pr)
 		}
 		if fenceErr == nil && time.Now().Before(until) {
 			l := &Lock{c: c, g: g, hash: h, resource: resource, key: key, token: token, keyTTL: ttl, mayHold: r.mayHold(),

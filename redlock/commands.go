@@ -54,44 +54,16 @@ for i = 1, #KEYS do redis.call("pexpire", KEYS[i], ARGV[2]) end
 return 1`
 )
 
-// The scripts of Config.Fencing (fencing.go).
-const (
-	// fenceAcquireScriptSrc is the acquire of Config.Fencing: SET key token
-	// NX PX ttl and, when it is set, advance the resource's fence counter
-	// (field ARGV[3] of the group's counter hash KEYS[2]) and return it; 0
-	// when the key exists (busy). The counter is read first, so a counter
-	// key of the wrong type fails the script before anything is written. A
-	// missing counter (a new master, or one restarted without its data)
-	// starts from the master's clock in microseconds (see fencing.go for why
-	// that keeps fences monotonic across such restarts).
-	fenceAcquireScriptSrc = `local c = redis.call("hget", KEYS[2], ARGV[3])
-if not redis.call("set", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then return 0 end
-if c then c = tonumber(c) + 1 else local t = redis.call("time") c = tonumber(t[1]) * 1000000 + tonumber(t[2]) end
-redis.call("hset", KEYS[2], ARGV[3], string.format("%.0f", c))
-return c`
-
-	// raiseScriptSrc raises the fence counter (field ARGV[2] of the hash
-	// KEYS[1]) to at least ARGV[1] (never lowers it) and returns 1.
-	raiseScriptSrc = `local c = redis.call("hget", KEYS[1], ARGV[2])
-if not c or tonumber(c) < tonumber(ARGV[1]) then redis.call("hset", KEYS[1], ARGV[2], ARGV[1]) end
-return 1`
-)
-
 var (
 	releaseScript      = redis.NewScript(releaseScriptSrc)
 	extendScript       = redis.NewScript(extendScriptSrc)
 	multiAcquireScript = redis.NewScript(multiAcquireScriptSrc)
 	multiReleaseScript = redis.NewScript(multiReleaseScriptSrc)
 	multiExtendScript  = redis.NewScript(multiExtendScriptSrc)
-	fenceAcquireScript = redis.NewScript(fenceAcquireScriptSrc)
-	raiseScript        = redis.NewScript(raiseScriptSrc)
 )
 
 // scriptSources are loaded on every (re)connection.
 var scriptSources = []string{releaseScriptSrc, extendScriptSrc, multiAcquireScriptSrc, multiReleaseScriptSrc, multiExtendScriptSrc}
-
-// fenceScriptSources are loaded too with Config.Fencing.
-var fenceScriptSources = []string{fenceAcquireScriptSrc, raiseScriptSrc}
 
 type opKind uint8
 
@@ -227,7 +199,7 @@ func decode(op opKind, cmd *redis.Cmd) (ok bool, val int64, err error) {
 		return true, v, nil // every answer counts: val says how long the key lives
 	case opRelease:
 		return v >= 1, max(v-1, 0), nil
-	case opAcquireFence:
+	case opAcquireFence, opRLockFence, opWLockFence, opSemAcquireFence, opMultiAcquireFence:
 		return v > 0, v, nil // 0: busy
 	}
 	return v == 1, 0, nil

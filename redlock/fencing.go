@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Fencing (Config.Fencing): every acquisition gets a fence, an int64 that is
@@ -72,6 +74,73 @@ import (
 // both, so that the new group's counter ends above every fence the previous
 // group handed out for it, and fences stay monotonic across the change.
 
+// The fence scripts. Every fenced acquire — a plain lock's, a reader's, a
+// writer's, a permit's, a LockAll part's — is the acquire script of its
+// kind, unchanged, wrapped by fencedScriptSrc: one rule for reading,
+// advancing and storing counters, whatever the lock kind. Without
+// Config.Fencing the unwrapped scripts are sent, exactly as they are.
+var (
+	fenceAcquireScriptSrc = fencedScriptSrc(`return redis.call("set", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) and 1 or 0`, 2)
+
+	// raiseScriptSrc raises the fence counters (fields ARGV[2], ARGV[3]…
+	// of the hash KEYS[1]) to at least ARGV[1] (never lowers one) and
+	// returns 1.
+	raiseScriptSrc = `for i = 2, #ARGV do
+  local c = redis.call("hget", KEYS[1], ARGV[i])
+  if not c or tonumber(c) < tonumber(ARGV[1]) then redis.call("hset", KEYS[1], ARGV[i], ARGV[1]) end
+end
+return 1`
+
+	fenceAcquireScript = redis.NewScript(fenceAcquireScriptSrc)
+	raiseScript        = redis.NewScript(raiseScriptSrc)
+
+	// The scripted (several-key) fenced operations (scriptOf).
+	rlockFenceScript      = newScript(fencedScriptSrc(rlockScript.src, 2))
+	wlockFenceScript      = newScript(fencedScriptSrc(wlockScript.src, 4))
+	semAcquireFenceScript = newScript(fencedScriptSrc(semAcquireScript.src, 3))
+	multiFenceScript      = newScript(fencedScriptSrc(multiAcquireScriptSrc, 2))
+	raiseSlotsScript      = newScript(raiseScriptSrc)
+
+	// fenceScriptSources are loaded on every (re)connection too with
+	// Config.Fencing (the others fall back to EVAL once per master).
+	fenceScriptSources = []string{fenceAcquireScriptSrc, raiseScriptSrc, multiFenceScript.src}
+)
+
+// fencedScriptSrc wraps acquire, an acquire script that answers 1 when it
+// took the lock (anything else — 0, an error — when not), with nargv ARGV,
+// into its fenced form. The fenced form gets one more KEY, the counters'
+// hash (last), and one more ARGV per counter slot to advance (after
+// acquire's own): it reads the slots' counters first (so a counter key of
+// the wrong type fails the script before anything is written), runs
+// acquire with its own KEYS and ARGV, and when acquire answered 1 advances
+// the counters and answers their new value (> 0) instead. Advancing several
+// slots (a LockAll part) sets each to the same value m, the maximum of
+// their advanced values, so every one of its resources' counters reaches
+// the part's fence. A missing counter (a new master, or one restarted
+// without its data) starts from the master's clock in microseconds (see
+// the comment above for why that keeps fences monotonic across restarts).
+func fencedScriptSrc(acquire string, nargv int) string {
+	n := strconv.Itoa(nargv)
+	return `local fk = KEYS[#KEYS]
+local slots = {unpack(ARGV, ` + n + ` + 1)}
+local cs = {}
+for i = 1, #slots do cs[i] = redis.call("hget", fk, slots[i]) end
+local function acquire(KEYS, ARGV)
+` + acquire + `
+end
+local r = acquire({unpack(KEYS, 1, #KEYS - 1)}, {unpack(ARGV, 1, ` + n + `)})
+if r ~= 1 then return r end
+local m = 0
+for i = 1, #slots do
+  local c = cs[i]
+  if c then c = tonumber(c) + 1 else local t = redis.call("time") c = tonumber(t[1]) * 1000000 + tonumber(t[2]) end
+  m = math.max(m, c)
+end
+local v = string.format("%.0f", m)
+for i = 1, #slots do redis.call("hset", fk, slots[i], v) end
+return m`
+}
+
 // FenceCounterKey is the key (after Config.KeyPrefix) of the hash of fence
 // counters on every master, used with Config.Fencing: at most FenceSlots
 // fields, named "0" to "1023". No resource may be named so.
@@ -94,14 +163,17 @@ var fenceSlotNames = func() (out [FenceSlots]any) {
 	return out
 }()
 
-// settleFence computes the fence of an acquisition that reached a quorum
-// (r), writing it back to a majority of g when the masters disagree. In
+// settleFence computes the fence of an acquisition op that reached a quorum
+// (r), writing it back to a majority of g when the masters disagree — for
+// every lock kind (Lock, RWMutex, Semaphore, a LockAll part). The counters
+// are those of slots, or the resource's own slot (fenceSlot(h)) when slots
+// is nil; h also picks each master's writer, as for the lock's key. In
 // migration mode (pg, the moved resource's previous group, not nil; pr its
 // answers) the fence is the maximum over both groups' answers, and it is
 // written back (raised) on a majority of both unless every answer agrees.
 // It returns the fence, or an error when a group's majority did not
 // acknowledge the write-back (the attempt must then be abandoned).
-func (c *Client) settleFence(ctx context.Context, g, pg *group, h uint64, resource string, r, pr result) (int64, error) {
+func (c *Client) settleFence(ctx context.Context, op opKind, g, pg *group, h uint64, slots []int, resource string, r, pr result) (int64, error) {
 	var m int64
 	same := true
 	seen := false
@@ -126,6 +198,14 @@ func (c *Client) settleFence(ctx context.Context, g, pg *group, h uint64, resour
 		return m, nil
 	}
 	q := request{op: opRaise, key: c.fenceKey, fenceKey: c.fenceKey, fenceSlot: fenceSlot(h), fence: m, hash: h, timeout: c.s.NodeTimeout}
+	if len(slots) > 0 {
+		argv := make([]any, 1, 1+len(slots))
+		argv[0] = m
+		for _, s := range slots {
+			argv = append(argv, fenceSlotNames[s])
+		}
+		q.op, q.args = opRaiseSlots, newScriptArgs(opRaiseSlots, []string{c.fenceKey}, "", argv...)
+	}
 	w, pw := fanoutBoth(ctx, g, q, pg, q)
 	if w.yes >= g.quorum && (pg == nil || pw.yes >= pg.quorum) {
 		return m, nil
@@ -142,7 +222,7 @@ func (c *Client) settleFence(ctx context.Context, g, pg *group, h uint64, resour
 			qe = joinQuorumErrors(qe, pg.quorumError(opRaise, resource, pw), "previous")
 		}
 	}
-	qe.Op = opAcquire.String()
+	qe.Op = op.String()
 	qe.sentinel = ErrNotObtained
 	qe.why = fmt.Sprintf("its fence %d was not written back to a majority", m)
 	qe.cause = ctx.Err()

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"strconv"
 	"strings"
-	"sync"
-
 	"testing"
 	"time"
 
@@ -357,20 +355,12 @@ func TestTopUpAfterEarlyQuorum(t *testing.T) {
 	}
 }
 
-// acq is one completed acquisition in the adversarial fencing test.
-type acq struct {
-	start, done time.Time // before Lock was called; after it returned
-	fence       int64
-	who         string
-}
-
 // TestFencingUnderMinorityFaults: two clients, four acquirers each, compete
-// for one resource while one master at a time is killed, paused (SIGSTOP)
-// or restarted without its data. For every two completed acquisitions a, b
-// with a done before b started, a's fence is below b's.
+// for one resource while one master at a time is killed, paused (SIGSTOP,
+// CLIENT PAUSE) or restarted without its data. For every two completed
+// acquisitions a, b with a done before b started, a's fence is below b's.
 func TestFencingUnderMinorityFaults(t *testing.T) {
 	f := fleet(t, 1, 3)
-	m := f[0]
 	cfg := clusterConfig(f)
 	cfg.Fencing = true
 	cfg.NodeTimeout = 200 * time.Millisecond
@@ -378,86 +368,24 @@ func TestFencingUnderMinorityFaults(t *testing.T) {
 	cfg.RetryStrategy = LinearBackoff(1000, 20*time.Millisecond)
 	clients := []*Client{newClient(t, cfg), newClient(t, cfg)}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	stop := make(chan struct{})
-	var mu sync.Mutex
-	var done []acq
-	var wg sync.WaitGroup
-	for ci, c := range clients {
-		for w := range 4 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				who := "c" + strconv.Itoa(ci) + "w" + strconv.Itoa(w)
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					start := time.Now()
-					lctx, lcancel := context.WithTimeout(ctx, 2*time.Second)
-					l, err := c.Lock(lctx, "adv", 2*time.Second)
-					lcancel()
-					if err != nil {
-						continue
-					}
-					a := acq{start: start, done: time.Now(), fence: l.Fence(), who: who}
-					mu.Lock()
-					done = append(done, a)
-					mu.Unlock()
-					time.Sleep(time.Millisecond)
-					_ = l.Release(ctx)
-				}
-			}()
+	ctx := context.Background()
+	finish := raceFences(t, clients, 4, func(c *Client, _ string, _ int) (int64, func(), error) {
+		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		l, err := c.Lock(lctx, "adv", 2*time.Second)
+		if err != nil {
+			return 0, nil, err
 		}
-	}
-	faults := []struct {
-		name string
-		do   func(s *redisproc.Server) error
-		undo func(s *redisproc.Server) error
-	}{
-		{"kill", (*redisproc.Server).Kill, (*redisproc.Server).Restart},
-		{"pause", (*redisproc.Server).Pause, (*redisproc.Server).Resume},
-		{"restart without data", func(s *redisproc.Server) error {
-			if err := s.Kill(); err != nil {
-				return err
-			}
-			return s.Restart()
-		}, func(*redisproc.Server) error { return nil }},
-	}
-	for i := range 9 {
-		ft := faults[i%len(faults)]
-		s := m[i%3]
-		if err := ft.do(s); err != nil {
-			t.Fatalf("%s %s: %v", ft.name, s.Addr(), err)
-		}
-		time.Sleep(300 * time.Millisecond)
-		if err := ft.undo(s); err != nil {
-			t.Fatalf("undo %s %s: %v", ft.name, s.Addr(), err)
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
-	close(stop)
-	wg.Wait()
+		return l.Fence(), func() { _ = l.Release(ctx) }, nil
+	})
+	runMinorityFaults(t, f[0], 12, 300*time.Millisecond)
+	done := finish()
 
 	if len(done) < 20 {
 		t.Fatalf("only %d acquisitions completed under minority faults", len(done))
 	}
-	violations := 0
-	for _, a := range done {
-		for _, b := range done {
-			if a.done.Before(b.start) && a.fence >= b.fence {
-				violations++
-				if violations <= 5 {
-					t.Errorf("%s's fence %d (done %v) is not below %s's fence %d (started %v later)",
-						a.who, a.fence, a.done.Format("15:04:05.000000"), b.who, b.fence, b.start.Sub(a.done))
-				}
-			}
-		}
-	}
-	t.Logf("%d acquisitions under 9 minority faults, %d fence order violations", len(done), violations)
+	violations := checkFenceOrder(t, done)
+	t.Logf("%d acquisitions under 12 minority faults, %d fence order violations", len(done), violations)
 }
 
 // TestFencingCancelledContexts: with the masters' counters disagreeing

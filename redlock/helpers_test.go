@@ -3,6 +3,10 @@ package redlock
 import (
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,7 +16,13 @@ import (
 // fleet starts groups × masters redis-server processes.
 func fleet(t testing.TB, groups, masters int) [][]*redisproc.Server {
 	t.Helper()
-	all := redisproc.StartT(t, groups*masters, redisproc.Options{})
+	return fleetWith(t, groups, masters, redisproc.Options{})
+}
+
+// fleetWith is fleet with the servers' options (persistence, say).
+func fleetWith(t testing.TB, groups, masters int, opts redisproc.Options) [][]*redisproc.Server {
+	t.Helper()
+	all := redisproc.StartT(t, groups*masters, opts)
 	out := make([][]*redisproc.Server, groups)
 	for g := range out {
 		out[g] = all[g*masters : (g+1)*masters]
@@ -85,4 +95,131 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// aofAlways are the options of masters that keep their data across a
+// restart: AOF, fsync at every write.
+var aofAlways = redisproc.Options{Args: []string{"--appendonly", "yes", "--appendfsync", "always"}}
+
+// minorityFault is one fault of a master, and what ends it.
+type minorityFault struct {
+	name     string
+	do, undo func(t *testing.T, s *redisproc.Server)
+}
+
+// minorityFaults are the faults the fencing tests put one master at a time
+// through: killed and restarted (with its data when it persists),
+// paused by SIGSTOP, paused by CLIENT PAUSE ALL (its commands run late), and
+// restarted empty (its data files removed, whatever its persistence).
+func minorityFaults(hold time.Duration) []minorityFault {
+	must := func(t *testing.T, what string, s *redisproc.Server, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s %s: %v", what, s.Addr(), err)
+		}
+	}
+	return []minorityFault{
+		{"kill", func(t *testing.T, s *redisproc.Server) { must(t, "kill", s, s.Kill()) },
+			func(t *testing.T, s *redisproc.Server) { must(t, "restart", s, s.Restart()) }},
+		{"SIGSTOP", func(t *testing.T, s *redisproc.Server) { must(t, "pause", s, s.Pause()) },
+			func(t *testing.T, s *redisproc.Server) { must(t, "resume", s, s.Resume()) }},
+		{"CLIENT PAUSE", func(t *testing.T, s *redisproc.Server) { pauseCommands(t, s, hold) },
+			func(*testing.T, *redisproc.Server) {}},
+		{"restart empty", func(t *testing.T, s *redisproc.Server) {
+			must(t, "kill", s, s.Kill())
+			for _, f := range []string{"appendonlydir", "appendonly.aof", "dump.rdb"} {
+				must(t, "wipe", s, os.RemoveAll(filepath.Join(s.Dir(), f)))
+			}
+			must(t, "restart", s, s.Restart())
+		}, func(*testing.T, *redisproc.Server) {}},
+	}
+}
+
+// runMinorityFaults puts the masters ms through rounds faults, one master
+// at a time (a minority of a group of three or more), each held for hold,
+// with hold between them.
+func runMinorityFaults(t *testing.T, ms []*redisproc.Server, rounds int, hold time.Duration) {
+	t.Helper()
+	faults := minorityFaults(hold)
+	for i := range rounds {
+		ft, s := faults[i%len(faults)], ms[i%len(ms)]
+		ft.do(t, s)
+		time.Sleep(hold)
+		ft.undo(t, s)
+		time.Sleep(hold)
+	}
+}
+
+// acq is one completed acquisition in the adversarial fencing tests.
+type acq struct {
+	start, done time.Time // before the acquisition was called; after it returned
+	fence       int64
+	who         string
+}
+
+// raceFences starts workers acquirers per client (each trying at most
+// 10000 times): acquire(c, who, n) takes some lock of the resource under
+// test and returns its fence and its release (an error: not obtained).
+// finish stops them and returns the completed acquisitions; it also runs at
+// the end of the test, so that a failing test leaves no acquirer behind.
+func raceFences(t *testing.T, clients []*Client, workers int,
+	acquire func(c *Client, who string, n int) (int64, func(), error)) (finish func() []acq) {
+	stop := make(chan struct{})
+	var mu sync.Mutex
+	var done []acq
+	var wg sync.WaitGroup
+	for ci, c := range clients {
+		for w := range workers {
+			who := "c" + strconv.Itoa(ci) + "w" + strconv.Itoa(w)
+			wg.Go(func() {
+				for n := 0; n < 10000; n++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					start := time.Now()
+					fence, release, err := acquire(c, who, n)
+					if err != nil {
+						continue
+					}
+					a := acq{start: start, done: time.Now(), fence: fence, who: who}
+					mu.Lock()
+					done = append(done, a)
+					mu.Unlock()
+					time.Sleep(time.Millisecond)
+					release()
+				}
+			})
+		}
+	}
+	end := sync.OnceFunc(func() {
+		close(stop)
+		wg.Wait()
+	})
+	t.Cleanup(end)
+	return func() []acq {
+		end()
+		return done
+	}
+}
+
+// checkFenceOrder fails for every two acquisitions a, b where a completed
+// before b started and a's fence is not below b's (the promise of
+// Lock.Fence), and returns how many there were.
+func checkFenceOrder(t *testing.T, done []acq) int {
+	t.Helper()
+	violations := 0
+	for _, a := range done {
+		for _, b := range done {
+			if a.done.Before(b.start) && a.fence >= b.fence {
+				violations++
+				if violations <= 5 {
+					t.Errorf("%s's fence %d (done %v) is not below %s's fence %d (started %v later)",
+						a.who, a.fence, a.done.Format("15:04:05.000000"), b.who, b.fence, b.start.Sub(a.done))
+				}
+			}
+		}
+	}
+	return violations
 }

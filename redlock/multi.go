@@ -47,6 +47,12 @@ type multiPart struct {
 	keys      []string
 	resources []string
 	mayHold   uint64
+	// Config.Fencing: the part's fenced acquire KEYS (keys and the fence
+	// counters' hash), its resources' counter slots (distinct), and the
+	// part's fence once held.
+	fenceKeys []string
+	slots     []int
+	fence     int64
 }
 
 func (p *multiPart) name() string {
@@ -77,8 +83,8 @@ func (p *multiPart) name() string {
 // (Config.RetryStrategy), and ctx bounds everything: when it ends, the
 // error is ErrNotObtained joined with ctx.Err().
 //
-// LockAll hands out no fencing tokens, even with Config.Fencing: a
-// MultiLock has no Fence. A master in restart quarantine
+// With Config.Fencing, every resource gets a fence (MultiLock.Fence) with
+// the guarantee of Lock.Fence. A master in restart quarantine
 // (Config.RestartQuarantine) votes no on LockAll as on Lock.
 func (c *Client) LockAll(ctx context.Context, resources []string, ttl time.Duration) (*MultiLock, error) {
 	return c.lockAll(ctx, resources, ttl, false)
@@ -164,6 +170,16 @@ func (c *Client) partition(set []string) []*multiPart {
 		}
 		p.resources = append(p.resources, r)
 		p.keys = append(p.keys, c.s.KeyPrefix+r)
+		if c.s.Fencing {
+			p.slots = append(p.slots, fenceSlot(h))
+		}
+	}
+	if c.s.Fencing {
+		for _, p := range parts {
+			slices.Sort(p.slots)
+			p.slots = slices.Compact(p.slots)
+			p.fenceKeys = append(p.keys[:len(p.keys):len(p.keys)], c.fenceKey)
+		}
 	}
 	return parts
 }
@@ -190,8 +206,12 @@ func (c *Client) attemptAll(ctx context.Context, set []string, tmpl []*multiPart
 	results := make([]result, len(tmpl))
 	start := time.Now()
 	eachPart(tmpl, func(i int, p *multiPart) {
-		results[i] = p.g.fanout(ctx, request{op: opMultiAcquire, key: p.keys[0], keys: p.keys, token: token, ttlMs: ms,
-			hash: p.hash, timeout: c.s.NodeTimeout})
+		q := request{op: opMultiAcquire, key: p.keys[0], keys: p.keys, token: token, ttlMs: ms,
+			hash: p.hash, timeout: c.s.NodeTimeout}
+		if c.s.Fencing {
+			q.op, q.args = opMultiAcquireFence, newScriptArgs(opMultiAcquireFence, p.fenceKeys, token, p.fenceArgv(token, ms)...)
+		}
+		results[i] = p.g.fanout(ctx, q)
 		cp := *p
 		cp.mayHold = results[i].mayHold()
 		parts[i] = &cp
@@ -202,6 +222,14 @@ func (c *Client) attemptAll(ctx context.Context, set []string, tmpl []*multiPart
 		if results[i].yes < p.g.quorum {
 			errs = append(errs, p.g.quorumError(opMultiAcquire, p.name(), results[i]))
 		}
+	}
+	if len(errs) == 0 && time.Now().Before(until) && c.s.Fencing {
+		// Each part's fence, settled as a Lock's is (in parallel).
+		fenceErrs := make([]error, len(parts))
+		eachPart(parts, func(i int, p *multiPart) {
+			p.fence, fenceErrs[i] = c.settleFence(ctx, opMultiAcquire, p.g, nil, p.hash, p.slots, p.name(), results[i], result{})
+		})
+		errs = slices.DeleteFunc(fenceErrs, func(err error) bool { return err == nil })
 	}
 	if len(errs) == 0 && time.Now().Before(until) {
 		return &MultiLock{c: c, resources: set, token: token, parts: parts, keyTTL: ttl, done: make(chan struct{}),
@@ -219,6 +247,35 @@ func (c *Client) attemptAll(ctx context.Context, set []string, tmpl []*multiPart
 		errs = append(errs, err)
 	}
 	return nil, errors.Join(append([]error{ErrNotObtained}, errs...)...)
+}
+
+// fenceArgv is the part's fenced acquire ARGV: token, ttl in ms, and its
+// counter slots.
+func (p *multiPart) fenceArgv(token string, ms int64) []any {
+	argv := make([]any, 0, 2+len(p.slots))
+	argv = append(argv, token, ms)
+	for _, s := range p.slots {
+		argv = append(argv, fenceSlotNames[s])
+	}
+	return argv
+}
+
+// Fence returns the fencing token of resource, one of the MultiLock's
+// resources: 0 unless Config.Fencing is set (or resource is not one of
+// them); otherwise a number strictly greater than the fence of every
+// acquisition of resource that completed before this LockAll started —
+// by Lock, TryLock, Await, Do, an RWMutex or Semaphore of resource, or
+// another LockAll — from any client or process, as Lock.Fence is. The
+// resources routed to one group share one fence (one script per master
+// advances all their counters to the same value); those of different
+// groups have fences of their own. Extend keeps them.
+func (m *MultiLock) Fence(resource string) int64 {
+	for _, p := range m.parts {
+		if _, ok := slices.BinarySearch(p.resources, resource); ok {
+			return p.fence
+		}
+	}
+	return 0
 }
 
 // Resources returns the locked resources, sorted.

@@ -17,6 +17,14 @@ const (
 	opSemAcquire                     // add a permit holder if fewer than k hold
 	opSemRelease                     // remove a permit holder
 	opSemExtend                      // push one permit holder's expiry
+	// Config.Fencing: the acquires above, and LockAll's, in their fenced
+	// form (fencedScriptSrc), and the write-back of several counter slots.
+	opRLockFence
+	opWLockFence
+	opSemAcquireFence
+	opMultiAcquireFence
+	opRaiseSlots
+	opScriptedEnd // not an operation: the end of the list
 )
 
 // scriptedOpNames are the scripted operations' names (opKind.String), in
@@ -25,13 +33,19 @@ var scriptedOpNames = [...]string{
 	"rlock", "rlock release", "rlock extend",
 	"wlock", "wlock release", "wlock extend",
 	"acquire permit", "release permit", "extend permit",
+	"rlock", "wlock", "acquire permit", "lockall", "fence",
 }
 
 // isAcquire tells the operations that take a lock (a quorum of "no" does not
 // end them early: see request.decisive; a master in restart quarantine
 // refuses them: see node.refuseQuarantined).
 func (o opKind) isAcquire() bool {
-	return o == opAcquire || o == opAcquireFence || o == opMultiAcquire || o == opRLock || o == opWLock || o == opSemAcquire
+	switch o {
+	case opAcquire, opAcquireFence, opMultiAcquire, opRLock, opWLock, opSemAcquire,
+		opRLockFence, opWLockFence, opSemAcquireFence, opMultiAcquireFence:
+		return true
+	}
+	return false
 }
 
 // isRelease tells the operations that give a lock back (a master that misses
@@ -72,6 +86,16 @@ func scriptOf(op opKind) *script {
 		return semReleaseScript
 	case opSemExtend:
 		return semExtendScript
+	case opRLockFence:
+		return rlockFenceScript
+	case opWLockFence:
+		return wlockFenceScript
+	case opSemAcquireFence:
+		return semAcquireFenceScript
+	case opMultiAcquireFence:
+		return multiFenceScript
+	case opRaiseSlots:
+		return raiseSlotsScript
 	}
 	return nil
 }
