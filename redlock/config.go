@@ -143,11 +143,11 @@ type Config struct {
 	// (see Lock.Fence and the README). Each master keeps one hash of at most
 	// FenceSlots counters, the key KeyPrefix + FenceCounterKey. It costs at
 	// most one extra round trip per acquisition (only when the masters'
-	// counters disagree) and nothing when off. Locks from Lock, TryLock,
-	// Await and Do carry fences; LockAll, RWMutex and Semaphore do not (a
-	// MultiLock has no Fence; their Locks' Fence is 0): take single locks
-	// where a resource checks fences. The ACL rule needs +hget, +hset and +time. Default: false
-	// (Fence is 0).
+	// counters disagree) and nothing when off. Every lock kind carries
+	// fences from the resource's one counter: Lock, TryLock, Await and Do,
+	// RWMutex writers and readers, Semaphore permits (Lock.Fence), and
+	// LockAll (MultiLock.Fence). The ACL rule needs +hget, +hset and +time.
+	// Default: false (Fence is 0).
 	Fencing bool
 
 	// RestartQuarantine makes a master that has been up for less than this

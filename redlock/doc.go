@@ -79,8 +79,9 @@
 //     matters, set [Config.Fencing] and pass [Lock.Fence] with every write:
 //     a number greater than the fence of every earlier acquisition of the
 //     resource, so the resource can refuse a write whose fence is lower than
-//     the highest it has seen (a holder paused past its validity). LockAll,
-//     RWMutex and Semaphore hand out no fences. [Config.RestartQuarantine] keeps a master
+//     the highest it has seen (a holder paused past its validity). Every
+//     lock kind has fences: RWMutex and Semaphore locks ([Lock.Fence]) and
+//     LockAll ([MultiLock.Fence]). [Config.RestartQuarantine] keeps a master
 //     restarted without its data from voting for new locks until the locks
 //     it forgot have expired.
 //

@@ -445,6 +445,16 @@ func (s *fencedStore) Write(fence int64, value string) error {
 	return nil
 }
 
+// Read is a reader's read: refused when a writer with a higher fence wrote
+// since the reader took its share (the reader is stale). Readers do not
+// raise the highest fence: readers that share hold fences in no order.
+func (s *fencedStore) Read(fence int64) (string, error) {
+	if fence < s.highest {
+		return "", fmt.Errorf("refused: fence %d is below the last writer's %d", fence, s.highest)
+	}
+	return s.value, nil
+}
+
 // With Config.Fencing, every lock carries a fence that is higher than the
 // fence of every lock of the resource obtained before it. A holder that was
 // paused past its validity (GC, swap, a stopped VM) still believes it holds
@@ -483,4 +493,52 @@ func Example_fencing() {
 	// B writes: true
 	// A writes: false
 	// value: paid by B
+}
+
+// With Config.Fencing, an RWMutex's readers and writers carry fences from
+// the resource's one counter: a writer's fence is above every earlier
+// reader's. The store keeps the highest fence a writer used, and refuses a
+// reader below it: that reader took its share before the writer got the
+// lock, and was paused past its validity since.
+func ExampleRWMutex_fencing() {
+	client, err := redlock.New(redlock.Config{Servers: servers, Fencing: true})
+	if err != nil {
+		panic(err)
+	}
+	defer client.Close()
+	ctx := context.Background()
+	store := &fencedStore{}
+	m := client.RWMutex("catalog:fenced")
+
+	// Reader R takes its share, then stalls past its validity.
+	r, err := m.RLock(ctx, 200*time.Millisecond)
+	if err != nil {
+		panic(err)
+	}
+	time.Sleep(time.Until(r.Until()) + 200*time.Millisecond)
+
+	// The share expired; writer W takes the lock, with a higher fence.
+	w, err := m.Lock(ctx, 10*time.Second)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("W's fence is higher:", w.Fence() > r.Fence())
+	fmt.Println("W writes:", store.Write(w.Fence(), "v2") == nil)
+	_ = w.Release(ctx)
+
+	// R wakes up and reads: refused. A new reader reads v2.
+	_, err = store.Read(r.Fence())
+	fmt.Println("R reads:", err == nil)
+	r2, err := m.RLock(ctx, 10*time.Second)
+	if err != nil {
+		panic(err)
+	}
+	v, err := store.Read(r2.Fence())
+	fmt.Println("a new reader reads:", v, err == nil)
+	_ = r2.Release(ctx)
+	// Output:
+	// W's fence is higher: true
+	// W writes: true
+	// R reads: false
+	// a new reader reads: v2 true
 }

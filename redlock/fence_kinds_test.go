@@ -80,8 +80,7 @@ func fenceKinds(ttl time.Duration) []fencedKind {
 // (under KeyPrefix) stays after the releases.
 func TestFenceEveryKindIncreases(t *testing.T) {
 	f := fleet(t, 1, 3)
-	cfg := clusterConfig(f)
-	cfg.Fencing = true
+	cfg := fencedConfig(f, 0)
 	cfg.KeyPrefix = "app:"
 	clients := []*Client{newClient(t, cfg), newClient(t, cfg)}
 	ctx := context.Background()
@@ -181,10 +180,7 @@ func TestFenceEveryKindIncreases(t *testing.T) {
 func TestFenceEveryKindWriteBack(t *testing.T) {
 	f := fleet(t, 1, 3)
 	m := f[0]
-	cfg := clusterConfig(f)
-	cfg.Fencing = true
-	cfg.NodeTimeout = 300 * time.Millisecond
-	cfg.ReconnectInterval = 50 * time.Millisecond
+	cfg := fencedConfig(f, 300*time.Millisecond)
 	c := newClient(t, cfg)
 	ctx := context.Background()
 	const res = "wbk"
@@ -253,41 +249,6 @@ func TestFenceEveryKindWriteBack(t *testing.T) {
 	}
 }
 
-// TestFenceEveryKindWrongTypeCounter: a fence counter of another type on
-// one master fails that master's fenced script before it writes anything
-// (no share, no permit, no key there), and the other two still give every
-// kind a fence.
-func TestFenceEveryKindWrongTypeCounter(t *testing.T) {
-	f := fleet(t, 1, 3)
-	m := f[0]
-	cfg := clusterConfig(f)
-	cfg.Fencing = true
-	c := newClient(t, cfg)
-	ctx := context.Background()
-	if _, err := m[0].Do(ctx, "SET", FenceCounterKey, "not a hash"); err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range fenceKinds(5 * time.Second) {
-		if k.name == "Semaphore(2).TryAcquire" {
-			continue // needs all three masters
-		}
-		fence, release, err := k.take(ctx, c, "wtk")
-		if err != nil {
-			t.Fatalf("%s: %v", k.name, err)
-		}
-		if fence <= 0 {
-			t.Fatalf("%s: fence %d", k.name, fence)
-		}
-		barrier(t, c, "wtk")
-		if n := dbsize(t, m[0]); n != 1 {
-			t.Fatalf("%s: master 0 holds %d keys besides its broken counter though its script failed", k.name, n-1)
-		}
-		if err := release(); err != nil {
-			t.Fatalf("%s: release: %v", k.name, err)
-		}
-	}
-}
-
 // TestFenceEveryKindUnderMinorityFaults: two clients, four acquirers each,
 // take one resource by every kind (writer, reader, one-permit semaphore,
 // LockAll, plain lock) while one master at a time — of masters that persist
@@ -297,10 +258,7 @@ func TestFenceEveryKindWrongTypeCounter(t *testing.T) {
 // and no writer held with anyone, no two permits at once.
 func TestFenceEveryKindUnderMinorityFaults(t *testing.T) {
 	f := fleetWith(t, 1, 3, aofAlways)
-	cfg := clusterConfig(f)
-	cfg.Fencing = true
-	cfg.NodeTimeout = 200 * time.Millisecond
-	cfg.ReconnectInterval = 50 * time.Millisecond
+	cfg := fencedConfig(f, 200*time.Millisecond)
 	cfg.RetryStrategy = LinearBackoff(1000, 20*time.Millisecond)
 	clients := []*Client{newClient(t, cfg), newClient(t, cfg)}
 	ctx := context.Background()

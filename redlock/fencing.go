@@ -73,6 +73,41 @@ import (
 // then the maximum over both groups' majorities, written back (raised) on
 // both, so that the new group's counter ends above every fence the previous
 // group handed out for it, and fences stay monotonic across the change.
+// (RWMutex, Semaphore and LockAll refuse a moved resource in that mode.)
+//
+// Every lock kind. A resource's acquisitions of every kind — Lock, TryLock,
+// Await and Do; an RWMutex's writer and readers; a Semaphore's permits; a
+// LockAll that includes it — draw from the resource's one counter slot, by
+// the same script wrapper (fencedScriptSrc) and the same settleFence. The
+// argument above needs only that an acquisition's "yes" masters form a
+// majority (a semaphore's quorum is larger still) and that the write-back
+// reaches a majority, so the promise holds across kinds: a writer's fence
+// is above the fence of every reader, writer, permit holder and plain lock
+// of the resource that completed before the writer started, and so is a
+// reader's or a permit holder's. A LockAll part (the resources that route to
+// one group) advances its resources' counters in one script per master, to
+// one value: the part's fence, shared by those resources.
+//
+// What a fence means for shared holders. Holders whose acquisitions
+// overlapped — readers sharing the resource, holders of a semaphore's
+// permits — get fences in no particular order (two may even be equal): the
+// promise orders an acquisition only after those completed before it
+// started. So a resource must not refuse a reader (or a permit holder) for
+// a fence below another reader's. What it can do:
+//
+//   - writers: as with a plain lock, keep the highest fence accepted from a
+//     writer and refuse a writer's write below it;
+//   - readers: refuse a reader whose fence is below that highest writer
+//     fence. Readers and writers exclude each other, so such a reader held
+//     its share before that writer got the lock (by the "holders in
+//     sequence" property above, which carries over: a share, a writer key or
+//     a permit is gone from a master only after its holder's write-back,
+//     sent through the same writer, reached it), and is stale;
+//   - permits: with one permit, exactly as writers; with k ≥ 2, k holders
+//     hold at once and their fences do not exclude one another — a fence
+//     only says that its permit came after every acquisition of the
+//     resource that completed before it started (last writer wins per
+//     record, say), not that an older permit is gone.
 
 // The fence scripts. Every fenced acquire — a plain lock's, a reader's, a
 // writer's, a permit's, a LockAll part's — is the acquire script of its
@@ -229,13 +264,19 @@ func (c *Client) settleFence(ctx context.Context, op opKind, g, pg *group, h uin
 	return 0, qe
 }
 
-// Fence returns the lock's fencing token: 0 unless Config.Fencing is set,
-// and 0 for the locks of RWMutex and Semaphore, which take no fences;
-// otherwise (Lock, TryLock, Await, Do) a number strictly greater than the fence of every acquisition of
-// the same resource that completed before this one started, from any client
-// or process (see Config.Fencing for the conditions). Extend keeps it.
+// Fence returns the lock's fencing token: 0 unless Config.Fencing is set;
+// otherwise a number strictly greater than the fence of every acquisition
+// of the same resource that completed before this one started — of any
+// kind (Lock, TryLock, Await, Do, an RWMutex's writer or reader, a
+// Semaphore's permit, a LockAll that includes the resource), from any
+// client or process (see Config.Fencing for the conditions). Extend keeps
+// it.
 //
 // Pass it with every write to the protected resource, and have the resource
 // refuse a write whose fence is lower than the highest it has seen: that is
-// what stops a holder that was paused past its validity.
+// what stops a holder that was paused past its validity. Readers of an
+// RWMutex and holders of a Semaphore's permits hold together, and their
+// fences are in no particular order among themselves: refuse a reader whose
+// fence is below the highest a writer used, never one below another
+// reader's (fencing.go says why, and what permits' fences mean).
 func (l *Lock) Fence() int64 { return l.fence }

@@ -79,8 +79,7 @@ func TestFencingOff(t *testing.T) {
 // releases.
 func TestFencingIncreases(t *testing.T) {
 	f := fleet(t, 1, 3)
-	cfg := clusterConfig(f)
-	cfg.Fencing = true
+	cfg := fencedConfig(f, 0)
 	cfg.KeyPrefix = "app:"
 	c1 := newClient(t, cfg)
 	c2 := newClient(t, cfg)
@@ -158,10 +157,7 @@ func TestFencingIncreases(t *testing.T) {
 func TestFencingWriteBack(t *testing.T) {
 	f := fleet(t, 1, 3)
 	m := f[0]
-	cfg := clusterConfig(f)
-	cfg.Fencing = true
-	cfg.NodeTimeout = 300 * time.Millisecond
-	cfg.ReconnectInterval = 50 * time.Millisecond
+	cfg := fencedConfig(f, 300*time.Millisecond)
 	c := newClient(t, cfg)
 	ctx := context.Background()
 	l, err := c.Lock(ctx, "wb", 5*time.Second)
@@ -221,10 +217,7 @@ func TestFencingWriteBack(t *testing.T) {
 func TestFencingRestartWithoutData(t *testing.T) {
 	f := fleet(t, 1, 3)
 	m := f[0]
-	cfg := clusterConfig(f)
-	cfg.Fencing = true
-	cfg.NodeTimeout = 300 * time.Millisecond
-	cfg.ReconnectInterval = 50 * time.Millisecond
+	cfg := fencedConfig(f, 300*time.Millisecond)
 	c := newClient(t, cfg)
 	ctx := context.Background()
 	// Counters in step (a new counter starts from each master's own clock).
@@ -279,12 +272,12 @@ func TestFencingRestartWithoutData(t *testing.T) {
 
 // TestFencingCounterWrongType: a fence counter of another type on one master
 // fails that master's vote (an error naming it) before its lock key is
-// written; the others still give the lock.
+// written — for every lock kind (reader, writer, permit, LockAll); the
+// others still give the lock, with a fence.
 func TestFencingCounterWrongType(t *testing.T) {
 	f := fleet(t, 1, 3)
 	m := f[0]
-	cfg := clusterConfig(f)
-	cfg.Fencing = true
+	cfg := fencedConfig(f, 0)
 	c := newClient(t, cfg)
 	ctx := context.Background()
 	if _, err := m[0].Do(ctx, "SET", FenceCounterKey, "not a hash"); err != nil {
@@ -302,6 +295,27 @@ func TestFencingCounterWrongType(t *testing.T) {
 		t.Errorf("master 0 holds the lock key %q though its script failed", v)
 	}
 	_ = l.Release(ctx)
+	// Every other lock kind's fenced script fails there as early: no
+	// share, no permit, no key on master 0.
+	for _, k := range fenceKinds(5 * time.Second) {
+		if k.name == "Semaphore(2).TryAcquire" {
+			continue // needs all three masters
+		}
+		fence, release, err := k.take(ctx, c, "wt")
+		if err != nil {
+			t.Fatalf("%s: %v", k.name, err)
+		}
+		if fence <= 0 {
+			t.Fatalf("%s: fence %d", k.name, fence)
+		}
+		barrier(t, c, "wt")
+		if n := dbsize(t, m[0]); n != 1 {
+			t.Fatalf("%s: master 0 holds %d keys besides its broken counter though its script failed", k.name, n-1)
+		}
+		if err := release(); err != nil {
+			t.Fatalf("%s: release: %v", k.name, err)
+		}
+	}
 	// With two broken counters, no quorum: the error names the master and WRONGTYPE.
 	if _, err := m[1].Do(ctx, "DEL", FenceCounterKey); err != nil {
 		t.Fatal(err)
@@ -361,10 +375,7 @@ func TestTopUpAfterEarlyQuorum(t *testing.T) {
 // acquisitions a, b with a done before b started, a's fence is below b's.
 func TestFencingUnderMinorityFaults(t *testing.T) {
 	f := fleet(t, 1, 3)
-	cfg := clusterConfig(f)
-	cfg.Fencing = true
-	cfg.NodeTimeout = 200 * time.Millisecond
-	cfg.ReconnectInterval = 50 * time.Millisecond
+	cfg := fencedConfig(f, 200*time.Millisecond)
 	cfg.RetryStrategy = LinearBackoff(1000, 20*time.Millisecond)
 	clients := []*Client{newClient(t, cfg), newClient(t, cfg)}
 
@@ -396,8 +407,7 @@ func TestFencingUnderMinorityFaults(t *testing.T) {
 func TestFencingCancelledContexts(t *testing.T) {
 	f := fleet(t, 1, 3)
 	m := f[0]
-	cfg := clusterConfig(f)
-	cfg.Fencing = true
+	cfg := fencedConfig(f, 0)
 	c := newClient(t, cfg)
 	ctx := context.Background()
 	const res = "cancel-fence"

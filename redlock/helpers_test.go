@@ -44,6 +44,19 @@ func clusterConfig(f [][]*redisproc.Server) Config {
 	return Config{Cluster: cl, NodeTimeout: time.Second}
 }
 
+// fencedConfig is clusterConfig with Fencing, for the fencing tests; with
+// nodeTimeout > 0 (fault tests) a master that stops answering is given up
+// after nodeTimeout and reconnected every 50 ms.
+func fencedConfig(f [][]*redisproc.Server, nodeTimeout time.Duration) Config {
+	cfg := clusterConfig(f)
+	cfg.Fencing = true
+	if nodeTimeout > 0 {
+		cfg.NodeTimeout = nodeTimeout
+		cfg.ReconnectInterval = 50 * time.Millisecond
+	}
+	return cfg
+}
+
 var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // newClient creates a client closed at the end of the test.

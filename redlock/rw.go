@@ -118,6 +118,14 @@ return 0`)
 // writer holding the lock would. Readers that already hold a share are not
 // affected (they can Extend). TryLock makes one attempt and leaves no mark.
 //
+// Fences (Config.Fencing). Every share and every writer's lock has a fence
+// (Lock.Fence), drawn from the resource's one counter as a plain lock's
+// is: a writer's fence is above every reader's and writer's that completed
+// before it started, and a reader's above every earlier writer's. Readers
+// that hold together have fences in no particular order: a resource keeps
+// the highest fence a writer used and refuses writers and readers below it,
+// never a reader below another reader (see Lock.Fence).
+//
 // The keys, on each master of the resource's group, are the resource (with
 // Config.KeyPrefix) followed by ":rw:writer" (the writer's Token),
 // ":rw:readers" (readers' Tokens, scored by expiry in unix ms) and

@@ -3,6 +3,7 @@ package redlock
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -582,7 +583,7 @@ var rwSemACL = []string{"+exists", "+time", "+zadd", "+zrem", "+zscore", "+zcard
 
 // TestSecurityACLRWMutexAndSemaphore: with the plain lock's minimal rule
 // plus rwSemACL (and a key prefix), every RWMutex and Semaphore operation
-// works with no ACL denial; without any one of those commands, an
+// works with no ACL denial, with Fencing too (and LockAll's fenced script); without any one of those commands, an
 // operation fails with an error saying so — never as busy.
 func TestSecurityACLRWMutexAndSemaphore(t *testing.T) {
 	const pass = "s3cret-RW-Pass"
@@ -595,6 +596,9 @@ func TestSecurityACLRWMutexAndSemaphore(t *testing.T) {
 		if err != nil {
 			return err
 		}
+		if c.s.Fencing && r.Fence() <= 0 {
+			return fmt.Errorf("reader fence %d with Fencing", r.Fence())
+		}
 		if err := r.Extend(ctx, 5*time.Second); err != nil {
 			return err
 		}
@@ -604,6 +608,9 @@ func TestSecurityACLRWMutexAndSemaphore(t *testing.T) {
 		w, err := m.TryLock(ctx, 5*time.Second)
 		if err != nil {
 			return err
+		}
+		if w.Fence() <= r.Fence() && c.s.Fencing {
+			return fmt.Errorf("writer fence %d, not above the reader's %d", w.Fence(), r.Fence())
 		}
 		if err := w.Extend(ctx, 5*time.Second); err != nil {
 			return err
@@ -619,6 +626,9 @@ func TestSecurityACLRWMutexAndSemaphore(t *testing.T) {
 		if err != nil {
 			return err
 		}
+		if p.Fence() <= w.Fence() && c.s.Fencing {
+			return fmt.Errorf("permit fence %d, not above the writer's %d", p.Fence(), w.Fence())
+		}
 		if err := p.Extend(ctx, 5*time.Second); err != nil {
 			return err
 		}
@@ -627,8 +637,20 @@ func TestSecurityACLRWMutexAndSemaphore(t *testing.T) {
 	for _, s := range servers {
 		setACLUser(t, s, pass, append(minimalACL("~lock:*"), rwSemACL...))
 	}
-	if err := exercise(newClient(t, cfg)); err != nil {
-		t.Fatalf("with the documented rule: %v", err)
+	// With Fencing, the fenced scripts (and LockAll's) need nothing more.
+	fenced := cfg
+	fenced.Fencing = true
+	for _, c := range []*Client{newClient(t, cfg), newClient(t, fenced)} {
+		if err := exercise(c); err != nil {
+			t.Fatalf("with the documented rule (Fencing %v): %v", c.s.Fencing, err)
+		}
+		if c.s.Fencing {
+			m, err := c.LockAll(context.Background(), []string{"acl-a", "acl-b"}, 5*time.Second)
+			if err != nil || m.Fence("acl-a") <= 0 {
+				t.Fatalf("fenced LockAll with the documented rule: %v", err)
+			}
+			_ = m.Release(context.Background())
+		}
 	}
 	for _, s := range servers {
 		if n := aclDenials(t, s); n != 0 {

@@ -102,6 +102,13 @@ var ErrPermitsMismatch = errors.New("redlock: semaphore permits differ from its 
 // majority could leave the permit counted on masters the next holder needs,
 // and an extension on fewer than q masters does not keep the permit.
 //
+// Fences (Config.Fencing). Every permit has a fence (Lock.Fence) from the
+// resource's one counter, above the fence of every acquisition of the
+// resource (permit or other lock) that completed before it started. With
+// one permit a resource uses it as a writer's; with k ≥ 2, k holders hold
+// at once with fences in no particular order, so a fence orders a permit
+// after the earlier ones but does not say they are gone (see Lock.Fence).
+//
 // The keys, on each master of the resource's group, are the resource (with
 // Config.KeyPrefix) followed by ":sem:holders" (holders' Tokens, scored by
 // expiry in unix ms) and ":sem:permits" (k). A master refuses a permits
