@@ -30,9 +30,6 @@ type scripted struct {
 	hash     uint64
 	keys     []string // KEYS of every script; keys[0] picks each master's writer
 	need     int      // "yes" votes that hold a lock (0: the group's majority)
-	// fenceKeys are the fenced acquire's KEYS (Config.Fencing): keys and
-	// the fence counters' hash.
-	fenceKeys []string
 }
 
 func newScripted(c *Client, resource string, suffixes ...string) scripted {
@@ -41,11 +38,7 @@ func newScripted(c *Client, resource string, suffixes ...string) scripted {
 	for i, s := range suffixes {
 		keys[i] = c.s.KeyPrefix + resource + s
 	}
-	sc := scripted{c: c, resource: resource, g: g, hash: h, keys: keys}
-	if c.s.Fencing {
-		sc.fenceKeys = append(keys[:len(keys):len(keys)], c.fenceKey)
-	}
-	return sc
+	return scripted{c: c, resource: resource, g: g, hash: h, keys: keys}
 }
 
 // quorum is the number of masters a holder needs.
@@ -72,8 +65,8 @@ func (s *scripted) attempt(ctx context.Context, kind *lockKind, ttl time.Duratio
 	args := append([]any{token, ms}, argv...)
 	need := s.quorum()
 	op, keys := kind.acquire, s.keys
-	if c.s.Fencing {
-		op, keys = kind.fenced, s.fenceKeys
+	if c.s.Fencing { // the fenced form: one more key and argument
+		op, keys = kind.fenced, append(keys[:len(keys):len(keys)], c.fenceKey)
 		args = append(args, fenceSlotNames[fenceSlot(s.hash)])
 	}
 	start := time.Now() // monotonic

@@ -21,6 +21,7 @@ type MultiLock struct {
 	resources []string // sorted, distinct
 	token     string   // one token: the value of every key
 	parts     []*multiPart
+	fences    []int64 // Config.Fencing: each part's fence (nil otherwise)
 
 	extendMu sync.Mutex // Extends run one at a time: Until follows the last one applied
 
@@ -47,12 +48,15 @@ type multiPart struct {
 	keys      []string
 	resources []string
 	mayHold   uint64
-	// Config.Fencing: the part's fenced acquire KEYS (keys and the fence
-	// counters' hash), its resources' counter slots (distinct), and the
-	// part's fence once held.
-	fenceKeys []string
-	slots     []int
-	fence     int64
+	fence     *partFence // Config.Fencing only (nil otherwise)
+}
+
+// partFence is what a part's fenced acquire needs besides its keys: its
+// KEYS (the part's keys and the fence counters' hash) and its resources'
+// counter slots (distinct). It never changes once partition made it.
+type partFence struct {
+	keys  []string
+	slots []int
 }
 
 func (p *multiPart) name() string {
@@ -170,15 +174,17 @@ func (c *Client) partition(set []string) []*multiPart {
 		}
 		p.resources = append(p.resources, r)
 		p.keys = append(p.keys, c.s.KeyPrefix+r)
-		if c.s.Fencing {
-			p.slots = append(p.slots, fenceSlot(h))
-		}
 	}
 	if c.s.Fencing {
 		for _, p := range parts {
-			slices.Sort(p.slots)
-			p.slots = slices.Compact(p.slots)
-			p.fenceKeys = append(p.keys[:len(p.keys):len(p.keys)], c.fenceKey)
+			f := &partFence{keys: append(p.keys[:len(p.keys):len(p.keys)], c.fenceKey)}
+			for _, r := range p.resources {
+				_, h := c.route(r)
+				f.slots = append(f.slots, fenceSlot(h))
+			}
+			slices.Sort(f.slots)
+			f.slots = slices.Compact(f.slots)
+			p.fence = f
 		}
 	}
 	return parts
@@ -208,8 +214,8 @@ func (c *Client) attemptAll(ctx context.Context, set []string, tmpl []*multiPart
 	eachPart(tmpl, func(i int, p *multiPart) {
 		q := request{op: opMultiAcquire, key: p.keys[0], keys: p.keys, token: token, ttlMs: ms,
 			hash: p.hash, timeout: c.s.NodeTimeout}
-		if c.s.Fencing {
-			q.op, q.args = opMultiAcquireFence, newScriptArgs(opMultiAcquireFence, p.fenceKeys, token, p.fenceArgv(token, ms)...)
+		if p.fence != nil {
+			q.op, q.args = opMultiAcquireFence, newScriptArgs(opMultiAcquireFence, p.fence.keys, token, p.fence.argv(token, ms)...)
 		}
 		results[i] = p.g.fanout(ctx, q)
 		cp := *p
@@ -223,16 +229,18 @@ func (c *Client) attemptAll(ctx context.Context, set []string, tmpl []*multiPart
 			errs = append(errs, p.g.quorumError(opMultiAcquire, p.name(), results[i]))
 		}
 	}
+	var fences []int64
 	if len(errs) == 0 && time.Now().Before(until) && c.s.Fencing {
 		// Each part's fence, settled as a Lock's is (in parallel).
+		fences = make([]int64, len(parts))
 		fenceErrs := make([]error, len(parts))
 		eachPart(parts, func(i int, p *multiPart) {
-			p.fence, fenceErrs[i] = c.settleFence(ctx, opMultiAcquire, p.g, nil, p.hash, p.slots, p.name(), results[i], result{})
+			fences[i], fenceErrs[i] = c.settleFence(ctx, opMultiAcquire, p.g, nil, p.hash, p.fence.slots, p.name(), results[i], result{})
 		})
 		errs = slices.DeleteFunc(fenceErrs, func(err error) bool { return err == nil })
 	}
 	if len(errs) == 0 && time.Now().Before(until) {
-		return &MultiLock{c: c, resources: set, token: token, parts: parts, keyTTL: ttl, done: make(chan struct{}),
+		return &MultiLock{c: c, resources: set, token: token, parts: parts, fences: fences, keyTTL: ttl, done: make(chan struct{}),
 			changed: make(chan struct{}, 1), until: until}, nil
 	}
 	// Not all: release every part on every master where it may have landed.
@@ -249,12 +257,12 @@ func (c *Client) attemptAll(ctx context.Context, set []string, tmpl []*multiPart
 	return nil, errors.Join(append([]error{ErrNotObtained}, errs...)...)
 }
 
-// fenceArgv is the part's fenced acquire ARGV: token, ttl in ms, and its
+// argv is the part's fenced acquire ARGV: token, ttl in ms, and its
 // counter slots.
-func (p *multiPart) fenceArgv(token string, ms int64) []any {
-	argv := make([]any, 0, 2+len(p.slots))
+func (f *partFence) argv(token string, ms int64) []any {
+	argv := make([]any, 0, 2+len(f.slots))
 	argv = append(argv, token, ms)
-	for _, s := range p.slots {
+	for _, s := range f.slots {
 		argv = append(argv, fenceSlotNames[s])
 	}
 	return argv
@@ -270,9 +278,9 @@ func (p *multiPart) fenceArgv(token string, ms int64) []any {
 // advances all their counters to the same value); those of different
 // groups have fences of their own. Extend keeps them.
 func (m *MultiLock) Fence(resource string) int64 {
-	for _, p := range m.parts {
-		if _, ok := slices.BinarySearch(p.resources, resource); ok {
-			return p.fence
+	for i, p := range m.parts {
+		if _, ok := slices.BinarySearch(p.resources, resource); ok && m.fences != nil {
+			return m.fences[i]
 		}
 	}
 	return 0
