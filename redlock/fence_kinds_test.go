@@ -75,7 +75,8 @@ func fenceKinds(ttl time.Duration) []fencedKind {
 // resource — writer, reader, permit, LockAll, plain lock, alternating
 // between two clients — gets a fence above every earlier one's; a reader
 // that joins a holding reader gets a higher fence, and the writer after
-// them a higher one still; Extend keeps the fence; a MultiLock's other
+// them a higher one still; Extend keeps the fence; a semaphore's permits
+// mismatch is still reported as such; a MultiLock's other
 // resource has a fence of its own and a stranger none; only the counter hash
 // (under KeyPrefix) stays after the releases.
 func TestFenceEveryKindIncreases(t *testing.T) {
@@ -148,6 +149,14 @@ func TestFenceEveryKindIncreases(t *testing.T) {
 	above("permit", p.Fence())
 	if err := p.Extend(ctx, 6*time.Second); err != nil || p.Fence() != last {
 		t.Fatalf("permit Extend: %v, fence %d, want %d", err, p.Fence(), last)
+	}
+	// The fenced script passes the semaphore's own refusals through.
+	s2, err := clients[0].Semaphore(res, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s2.TryAcquire(ctx, time.Second); !errors.Is(err, ErrPermitsMismatch) {
+		t.Fatalf("a 2-permit TryAcquire while a 1-permit holder lives: %v, want ErrPermitsMismatch", err)
 	}
 	_ = p.Release(ctx)
 
