@@ -47,7 +47,10 @@
 //   - TestSafetyRWMutexAndSemaphoreProcesses: the safety checker with
 //     RWMutex readers and writers (a writer with anyone, a reader seeing a
 //     write) and a 2-permit Semaphore on 5 masters (more than 2 holders),
-//     under minority faults and under faults within the semaphore's N − q.
+//     under minority faults and under faults within the semaphore's N − q;
+//     with Fencing on: every kind's fences ordered, the register (a writer
+//     refused below any holder's fence, a reader below a writer's) refusing
+//     only writers stalled past their validity.
 //   - TestDemoUnsafeRestartWithoutPersistence: a demonstration of the
 //     documented unsafe case (majority restarted without persistence), and
 //     that persistence prevents it.

@@ -71,23 +71,30 @@ func runSafety(t *testing.T, f redlocktest.Fleet, perScenario time.Duration) {
 
 	for _, rep := range reports {
 		checkReport(t, rep)
-		if rep.FenceInversions != 0 {
-			t.Errorf("%s: %d holds got a fence not above that of a hold obtained before they asked", rep.Name, rep.FenceInversions)
-		}
-		// Holders that respect their validity are never refused by the
-		// fenced register; holders paused past it are (that is what the
-		// fence is for).
-		if rep.Stalled == 0 && rep.Refused != 0 {
-			t.Errorf("%s: the fenced register refused %d holds of holders that respect their validity", rep.Name, rep.Refused)
-		}
-		if rep.Stalled > 0 && (rep.RefusedStalled == 0 || rep.Refused != rep.RefusedStalled) {
-			t.Errorf("%s: %d stalled holds, %d refused of which %d stalled: want stalled holds refused, and only those",
-				rep.Name, rep.Stalled, rep.Refused, rep.RefusedStalled)
-		}
+		checkFences(t, rep)
 		// Liveness: a minority fault never stops the lock.
 		if rep.Holds == 0 || rep.Sections == 0 {
 			t.Errorf("%s: no lock obtained in %d attempts", rep.Name, rep.Attempts)
 		}
+	}
+}
+
+// checkFences asserts what Fencing promises in a scenario run with it: no
+// hold's fence is below that of a hold obtained before it asked (every
+// kind: plain, reader, writer, permit); holders that respect their
+// validity are never refused by the fenced register, and holders paused
+// past it are (that is what the fence is for) — only those.
+func checkFences(t *testing.T, rep safety.Report) {
+	t.Helper()
+	if rep.FenceInversions != 0 {
+		t.Errorf("%s: %d holds got a fence not above that of a hold obtained before they asked", rep.Name, rep.FenceInversions)
+	}
+	if rep.Stalled == 0 && rep.Refused != 0 {
+		t.Errorf("%s: the fenced register refused %d holds of holders that respect their validity", rep.Name, rep.Refused)
+	}
+	if rep.Stalled > 0 && (rep.RefusedStalled == 0 || rep.Refused != rep.RefusedStalled) {
+		t.Errorf("%s: %d stalled holds, %d refused of which %d stalled: want stalled holds refused, and only those",
+			rep.Name, rep.Stalled, rep.Refused, rep.RefusedStalled)
 	}
 }
 
@@ -176,10 +183,17 @@ func safetyConfig(t *testing.T, f redlocktest.Fleet) safety.Config {
 //     under the same schedule, and under faults of 1 master at a time:
 //     never more than 2 holders within validity. Faults of 2 masters leave
 //     it safe but unavailable while they last — the table shows how much.
+//
+// Both run with Fencing on: no hold (reader, writer, permit) gets a fence
+// below that of a hold obtained before it asked, and the fenced register
+// (a writer refused below any holder's fence, a reader below a writer's)
+// refuses no holder that respects its validity — and does refuse writers
+// that stall past it ("rw: holders paused past validity").
 func TestSafetyRWMutexAndSemaphoreProcesses(t *testing.T) {
 	f := startProcesses(t, 1, 5)
 	cfg := safetyConfig(t, f)
 	cfg.Goroutines, cfg.ChildGoroutines, cfg.MaxOps = 3, 3, 1000
+	cfg.Client.Fencing = true
 	const d = 3 * time.Second
 	kill := safety.Kill(safetyTTL + 300*time.Millisecond)
 	pause := safety.Pause(safetyTTL)
@@ -197,9 +211,11 @@ func TestSafetyRWMutexAndSemaphoreProcesses(t *testing.T) {
 		{Name: "rw: pause 2 of 5 " + safetyTTL.String(), Fault: &pause, Duration: d},
 		{Name: "rw: partition 2 of 5 " + safetyTTL.String(), Fault: &part, Duration: d},
 		{Name: "rw: restart 2 of 5 with AOF always", Fault: &aof, Duration: d},
+		{Name: "rw: holders paused past validity", Duration: d * 2 / 3, StallEvery: 4},
 	} {
 		rep := runScenario(t, rw, sc)
 		checkReport(t, rep)
+		checkFences(t, rep)
 		if rep.Reads == 0 || rep.Writes == 0 || rep.Sections == 0 {
 			t.Errorf("%s: a minority fault stopped the RWMutex: %d reads, %d writes, %d sections", rep.Name, rep.Reads, rep.Writes, rep.Sections)
 		}
@@ -219,6 +235,7 @@ func TestSafetyRWMutexAndSemaphoreProcesses(t *testing.T) {
 	} {
 		rep := runScenario(t, sem, sc)
 		checkReport(t, rep)
+		checkFences(t, rep)
 		if rep.MaxPermits > 2 {
 			t.Errorf("%s: %d permit holders at once", rep.Name, rep.MaxPermits)
 		}

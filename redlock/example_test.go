@@ -433,25 +433,31 @@ func ExampleWithMaxHold() {
 // whose fence is lower than the highest it has seen. (A database does the
 // same with a conditional update: UPDATE … WHERE fence <= $fence.)
 type fencedStore struct {
-	highest int64
+	highest int64 // the highest fence of a write (a writer's)
+	read    int64 // the highest fence of a read (a reader's)
 	value   string
 }
 
+// Write is a writer's write: refused below the highest fence of any access,
+// reads included (a writer below a reader's fence is stale, and would write
+// under a live reader).
 func (s *fencedStore) Write(fence int64, value string) error {
-	if fence < s.highest {
-		return fmt.Errorf("refused: fence %d is below %d", fence, s.highest)
+	if top := max(s.highest, s.read); fence < top {
+		return fmt.Errorf("refused: fence %d is below %d", fence, top)
 	}
 	s.highest, s.value = fence, value
 	return nil
 }
 
-// Read is a reader's read: refused when a writer with a higher fence wrote
-// since the reader took its share (the reader is stale). Readers do not
-// raise the highest fence: readers that share hold fences in no order.
+// Read is a reader's read: refused below the highest fence a writer used
+// (the reader took its share before that writer got the lock: it is stale),
+// never for being below another reader's — readers that share hold fences
+// in no particular order.
 func (s *fencedStore) Read(fence int64) (string, error) {
 	if fence < s.highest {
 		return "", fmt.Errorf("refused: fence %d is below the last writer's %d", fence, s.highest)
 	}
+	s.read = max(s.read, fence)
 	return s.value, nil
 }
 
@@ -497,9 +503,10 @@ func Example_fencing() {
 
 // With Config.Fencing, an RWMutex's readers and writers carry fences from
 // the resource's one counter: a writer's fence is above every earlier
-// reader's. The store keeps the highest fence a writer used, and refuses a
-// reader below it: that reader took its share before the writer got the
-// lock, and was paused past its validity since.
+// reader's. The store refuses a reader below the highest fence a writer
+// used (that reader took its share before the writer got the lock, and was
+// paused past its validity since), and a writer below the highest fence of
+// any access.
 func ExampleRWMutex_fencing() {
 	client, err := redlock.New(redlock.Config{Servers: servers, Fencing: true})
 	if err != nil {

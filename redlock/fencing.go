@@ -93,21 +93,29 @@ import (
 // permits — get fences in no particular order (two may even be equal): the
 // promise orders an acquisition only after those completed before it
 // started. So a resource must not refuse a reader (or a permit holder) for
-// a fence below another reader's. What it can do:
+// a fence below another reader's. What it can do is keep two numbers, the
+// highest fence any holder (reader or writer) used and the highest a
+// writer used, and:
 //
-//   - writers: as with a plain lock, keep the highest fence accepted from a
-//     writer and refuse a writer's write below it;
-//   - readers: refuse a reader whose fence is below that highest writer
-//     fence. Readers and writers exclude each other, so such a reader held
-//     its share before that writer got the lock (by the "holders in
-//     sequence" property above, which carries over: a share, a writer key or
-//     a permit is gone from a master only after its holder's write-back,
-//     sent through the same writer, reached it), and is stale;
-//   - permits: with one permit, exactly as writers; with k ≥ 2, k holders
-//     hold at once and their fences do not exclude one another — a fence
-//     only says that its permit came after every acquisition of the
-//     resource that completed before it started (last writer wins per
-//     record, say), not that an older permit is gone.
+//   - refuse a writer below the highest fence of any holder: every reader
+//     and writer that held before a valid writer got the lock has a lower
+//     fence, so a writer below one of theirs is stale (paused past its
+//     validity), and refusing it keeps it from writing under a live
+//     reader;
+//   - refuse a reader below the highest writer fence: readers and writers
+//     exclude each other, so such a reader held its share before that
+//     writer got the lock, and is stale.
+//
+// "Held before ⇒ lower fence" is the "holders in sequence" property above,
+// which carries over to every kind: a share, a writer key or a permit is
+// gone from a master only after its holder's write-back, sent through the
+// same writer, reached it. (The safety checker in integration/ runs readers
+// and writers against a register that checks fences this way.) Permits:
+// with one permit, exactly as writers; with k ≥ 2, k holders hold at once
+// and their fences do not exclude one another — a fence only says that its
+// permit came after every acquisition of the resource that completed
+// before it started (last writer wins per record, say), not that an older
+// permit is gone.
 
 // The fence scripts. Every fenced acquire — a plain lock's, a reader's, a
 // writer's, a permit's, a LockAll part's — is the acquire script of its
@@ -276,7 +284,8 @@ func (c *Client) settleFence(ctx context.Context, op opKind, g, pg *group, h uin
 // refuse a write whose fence is lower than the highest it has seen: that is
 // what stops a holder that was paused past its validity. Readers of an
 // RWMutex and holders of a Semaphore's permits hold together, and their
-// fences are in no particular order among themselves: refuse a reader whose
-// fence is below the highest a writer used, never one below another
-// reader's (fencing.go says why, and what permits' fences mean).
+// fences are in no particular order among themselves: refuse a writer
+// below the highest fence any reader or writer used, a reader below the
+// highest a writer used, never a reader for being below another reader
+// (fencing.go says why, and what permits' fences mean).
 func (l *Lock) Fence() int64 { return l.fence }

@@ -122,9 +122,10 @@ return 0`)
 // (Lock.Fence), drawn from the resource's one counter as a plain lock's
 // is: a writer's fence is above every reader's and writer's that completed
 // before it started, and a reader's above every earlier writer's. Readers
-// that hold together have fences in no particular order: a resource keeps
-// the highest fence a writer used and refuses writers and readers below it,
-// never a reader below another reader (see Lock.Fence).
+// that hold together have fences in no particular order: a resource
+// refuses a writer below the highest fence any holder used and a reader
+// below the highest a writer used, never a reader below another reader
+// (see Lock.Fence).
 //
 // The keys, on each master of the resource's group, are the resource (with
 // Config.KeyPrefix) followed by ":rw:writer" (the writer's Token),

@@ -265,6 +265,7 @@ func Check(name string, records []Record, final map[string]int64) Report {
 	sort.Strings(resources)
 	for _, res := range resources {
 		holds := byRes[res]
+		rep.FenceInversions += fenceInversions(holds) // every kind's fences promise the same
 		if holds[0].Kind == KindPermit {
 			over, most := overPermits(res, holds)
 			rep.Overlaps = append(rep.Overlaps, over...)
@@ -272,7 +273,6 @@ func Check(name string, records []Record, final map[string]int64) Report {
 			continue
 		}
 		rep.Overlaps = append(rep.Overlaps, overlaps(res, holds)...)
-		rep.FenceInversions += fenceInversions(holds)
 	}
 
 	for res, rc := range regs {

@@ -83,44 +83,67 @@ func registerKey(resource string) string { return "safety:register:" + resource 
 
 func fenceKey(resource string) string { return "safety:fence:" + resource }
 
-// The fenced register: an access (read or write) with a fence lower than the
-// highest fence the register has seen for that resource is refused (-1);
-// otherwise the fence becomes the highest seen. A read records the fence
-// too: a holder that read the register and then stalled cannot write back
-// over the section of a later holder that already read it.
+// readFenceKey holds the highest fence a reader (of an RWMutex) used.
+func readFenceKey(resource string) string { return "safety:readfence:" + resource }
+
+// The fenced register: an access (read or write) of a plain lock's holder
+// or an RWMutex writer with a fence lower than the highest fence the
+// register has seen for that resource — readers' included — is refused
+// (-1); otherwise the fence becomes the highest seen. A read records the
+// fence too: a holder that read the register and then stalled cannot write
+// back over the section of a later holder that already read it. A reader's
+// read (fencedRead) is refused only below the highest fence of the others
+// (readers share: their fences are in no order among themselves) and
+// raises the highest reader fence, so a stale writer cannot write under a
+// live reader. This is the rule redlock's Lock.Fence documents.
 var (
-	fencedGet = redis.NewScript(`local f = tonumber(redis.call("get", KEYS[2]) or "0")
+	fencedGet = redis.NewScript(`local f = math.max(tonumber(redis.call("get", KEYS[2]) or "0"), tonumber(redis.call("get", KEYS[3]) or "0"))
 if tonumber(ARGV[1]) < f then return -1 end
 redis.call("set", KEYS[2], ARGV[1])
 return tonumber(redis.call("get", KEYS[1]) or "0")`)
-	fencedSet = redis.NewScript(`local f = tonumber(redis.call("get", KEYS[2]) or "0")
+	fencedSet = redis.NewScript(`local f = math.max(tonumber(redis.call("get", KEYS[2]) or "0"), tonumber(redis.call("get", KEYS[3]) or "0"))
 if tonumber(ARGV[2]) < f then return -1 end
 redis.call("set", KEYS[2], ARGV[2])
 redis.call("set", KEYS[1], ARGV[1])
 return 1`)
+	fencedRead = redis.NewScript(`if tonumber(ARGV[1]) < tonumber(redis.call("get", KEYS[2]) or "0") then return -1 end
+if tonumber(ARGV[1]) > tonumber(redis.call("get", KEYS[3]) or "0") then redis.call("set", KEYS[3], ARGV[1]) end
+return tonumber(redis.call("get", KEYS[1]) or "0")`)
 )
 
 // errRefused is the fenced register's refusal of a stale fence.
 var errRefused = errors.New("refused: the fence is below the highest the register has seen")
 
+// fencedKeys are the keys of the fenced register scripts.
+func fencedKeys(resource string) []string {
+	return []string{registerKey(resource), fenceKey(resource), readFenceKey(resource)}
+}
+
 // GetFenced reads the register of resource with fence (errRefused when the
 // register has seen a higher fence).
 func (r *Register) GetFenced(ctx context.Context, resource string, fence int64) (int64, error) {
-	v, err := fencedGet.Run(ctx, r.c, []string{registerKey(resource), fenceKey(resource)}, fence).Int64()
-	if err == nil && v < 0 {
-		return 0, errRefused
-	}
-	return v, err
+	return refusedBelow(fencedGet.Run(ctx, r.c, fencedKeys(resource), fence).Int64())
+}
+
+// ReadFenced is a reader's read of the register of resource with fence
+// (errRefused when a writer used a higher fence).
+func (r *Register) ReadFenced(ctx context.Context, resource string, fence int64) (int64, error) {
+	return refusedBelow(fencedRead.Run(ctx, r.c, fencedKeys(resource), fence).Int64())
 }
 
 // SetFenced writes the register of resource with fence (errRefused when the
 // register has seen a higher fence).
 func (r *Register) SetFenced(ctx context.Context, resource string, v, fence int64) error {
-	n, err := fencedSet.Run(ctx, r.c, []string{registerKey(resource), fenceKey(resource)}, v, fence).Int64()
-	if err == nil && n < 0 {
-		return errRefused
-	}
+	_, err := refusedBelow(fencedSet.Run(ctx, r.c, fencedKeys(resource), v, fence).Int64())
 	return err
+}
+
+// refusedBelow turns a fenced script's -1 into errRefused.
+func refusedBelow(v int64, err error) (int64, error) {
+	if err == nil && v < 0 {
+		return 0, errRefused
+	}
+	return v, err
 }
 
 // Get reads the register of resource (0 when unset).
@@ -139,9 +162,9 @@ func (r *Register) Set(ctx context.Context, resource string, v int64) error {
 
 // Reset deletes the registers of resources.
 func (r *Register) Reset(ctx context.Context, resources []string) error {
-	keys := make([]string, 0, 2*len(resources))
+	keys := make([]string, 0, 3*len(resources))
 	for _, res := range resources {
-		keys = append(keys, registerKey(res), fenceKey(res))
+		keys = append(keys, fencedKeys(res)...)
 	}
 	return r.c.Del(ctx, keys...).Err()
 }
@@ -257,9 +280,13 @@ func attempt(ctx context.Context, c *redlock.Client, reg *Register, s HolderSpec
 	rec.Start = time.Now().UnixNano()
 	rec.Got, rec.Token, rec.Until, rec.Fence = true, l.Token(), l.Until().UnixNano(), l.Fence()
 	rec.Write = WriteSkipped
-	fenced := l.Fence() > 0
+	// A permit holder only holds: its fence guards nothing here.
+	fenced := l.Fence() > 0 && rec.Kind != KindPermit
 	get := func(ctx context.Context) (int64, error) {
-		if fenced {
+		switch {
+		case fenced && rec.Kind == KindReader:
+			return reg.ReadFenced(ctx, res, l.Fence())
+		case fenced:
 			return reg.GetFenced(ctx, res, l.Fence())
 		}
 		return reg.Get(ctx, res)
@@ -286,23 +313,25 @@ func attempt(ctx context.Context, c *redlock.Client, reg *Register, s HolderSpec
 		if s.MaxHold > 0 {
 			time.Sleep(rand.N(s.MaxHold + 1))
 		}
+	case errors.Is(err, errRefused):
+		rec.Write = WriteRefused
 	case rec.Kind == KindReader && err == nil:
 		rec.Read = v
 		if s.MaxHold > 0 {
 			time.Sleep(rand.N(s.MaxHold + 1))
 		}
 		if l.TTL() > s.Margin {
-			again, gerr := get(wctx)
-			if gerr != nil {
+			switch again, gerr := get(wctx); {
+			case errors.Is(gerr, errRefused):
+				rec.Write = WriteRefused
+			case gerr != nil:
 				rec.Err = gerr.Error()
-			} else {
+			default:
 				rec.ReadAgain, rec.ReadTwice = again, true
 			}
 		}
 	case rec.Kind == KindReader:
 		rec.Err = err.Error()
-	case errors.Is(err, errRefused):
-		rec.Write = WriteRefused
 	case err != nil:
 		rec.Err = err.Error()
 	default:
