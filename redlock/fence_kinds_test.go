@@ -172,6 +172,16 @@ func TestFenceEveryKindIncreases(t *testing.T) {
 		t.Fatalf("MultiLock fences: %q %d, a stranger %d; want > 0 and 0", res+"-other", ml.Fence(res+"-other"), ml.Fence("stranger"))
 	}
 	_ = ml.Release(ctx)
+	err = clients[1].DoAll(ctx, []string{res}, 5*time.Second, func(ctx context.Context) error {
+		above("DoAll", MultiLockFromContext(ctx).Fence(res))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if MultiLockFromContext(ctx) != nil {
+		t.Fatal("MultiLockFromContext of a context outside DoAll is not nil")
+	}
 
 	for _, s := range f[0] {
 		eventually(t, 5*time.Second, s.Addr()+": only the counter is left", func() bool { return dbsize(t, s) == 1 })

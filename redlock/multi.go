@@ -432,7 +432,8 @@ func (m *MultiLock) String() string {
 // WithAutoExtend extends all of them every ttl/3; WithTryOnce makes a
 // single attempt. DoAll returns fn's error, or, when fn succeeded but the
 // release found a part no longer held, that error. fn does not run when the
-// resources are not obtained.
+// resources are not obtained. MultiLockFromContext(fn's ctx) is the
+// MultiLock (its fences, with Config.Fencing).
 func (c *Client) DoAll(ctx context.Context, resources []string, ttl time.Duration, fn func(ctx context.Context) error, opts ...DoOption) (err error) {
 	if fn == nil {
 		return &InputError{Arg: "fn", Reason: "nil"}
@@ -445,7 +446,7 @@ func (c *Client) DoAll(ctx context.Context, resources []string, ttl time.Duratio
 	if err != nil {
 		return err
 	}
-	lctx, cancel := context.WithCancelCause(ctx)
+	lctx, cancel := context.WithCancelCause(context.WithValue(ctx, multiLockCtxKey{}, m))
 	stop := make(chan struct{})
 	watched := make(chan struct{})
 	go func() {
@@ -464,6 +465,16 @@ func (c *Client) DoAll(ctx context.Context, resources []string, ttl time.Duratio
 		}
 	}()
 	return fn(lctx)
+}
+
+type multiLockCtxKey struct{}
+
+// MultiLockFromContext returns the MultiLock held around the fn that DoAll
+// runs, or nil: with Config.Fencing, fn passes its Fence(resource) with
+// every write to a resource.
+func MultiLockFromContext(ctx context.Context) *MultiLock {
+	m, _ := ctx.Value(multiLockCtxKey{}).(*MultiLock)
+	return m
 }
 
 // watch cancels ctx with ErrLockLost when the validity runs out, and extends
