@@ -400,10 +400,11 @@ func TestFencingUnderMinorityFaults(t *testing.T) {
 }
 
 // TestFencingCancelledContexts: with the masters' counters disagreeing
-// before every attempt (so every Lock pays the write-back), callers whose
-// context ends at every point of the attempt either get a lock whose fence
-// is above every fence obtained before, or ErrNotObtained; and no attempt
-// leaves its key behind.
+// before every attempt (so every acquisition pays the write-back), callers
+// whose context ends at every point of the attempt either get a lock —
+// plain, reader, writer, permit, LockAll — whose fence is above every fence
+// obtained before, or ErrNotObtained; and no attempt leaves anything behind
+// but the fence counters.
 func TestFencingCancelledContexts(t *testing.T) {
 	f := fleet(t, 1, 3)
 	m := f[0]
@@ -413,35 +414,38 @@ func TestFencingCancelledContexts(t *testing.T) {
 	const res = "cancel-fence"
 	var last int64
 	got, refused := 0, 0
-	for i := range 200 {
+	kinds := fenceKinds(5 * time.Second)
+	for i := range 40 * len(kinds) {
+		k := kinds[i%len(kinds)]
 		// Master 0 one ahead: the yes-majority disagrees whenever it is in it.
 		if _, err := m[0].Do(ctx, "HINCRBY", FenceCounterKey, slotOf(res), "1"); err != nil {
 			t.Fatal(err)
 		}
 		cctx, cancel := context.WithTimeout(ctx, time.Duration(i%20)*50*time.Microsecond)
-		l, err := c.TryLock(cctx, res, 5*time.Second)
+		fence, release, err := k.take(cctx, c, res)
 		cancel()
 		if err != nil {
 			if !errors.Is(err, ErrNotObtained) {
-				t.Fatalf("attempt %d: %v; want ErrNotObtained", i, err)
+				t.Fatalf("attempt %d (%s): %v; want ErrNotObtained", i, k.name, err)
 			}
 			refused++
 			continue
 		}
 		got++
-		if l.Fence() <= last {
-			t.Fatalf("attempt %d: fence %d, not above %d", i, l.Fence(), last)
+		if fence <= last {
+			t.Fatalf("attempt %d (%s): fence %d, not above %d", i, k.name, fence, last)
 		}
-		last = l.Fence()
-		if err := l.Release(ctx); err != nil {
-			t.Fatalf("attempt %d: Release: %v", i, err)
+		last = fence
+		if err := release(); err != nil {
+			t.Fatalf("attempt %d (%s): release: %v", i, k.name, err)
 		}
 	}
 	t.Logf("%d locks obtained, %d attempts ended by their context", got, refused)
 	// Cancelled attempts' cleanups run in the background: eventually no
-	// master holds the key, and a fresh lock works with a higher fence.
+	// master holds anything but the counters, and a fresh lock works with a
+	// higher fence.
 	for _, s := range m {
-		eventually(t, 5*time.Second, s.Addr()+": no key left", func() bool { return keyOn(t, s, res) == "" })
+		eventually(t, 5*time.Second, s.Addr()+": only the counters left", func() bool { return dbsize(t, s) == 1 })
 	}
 	l, err := c.Lock(ctx, res, 5*time.Second)
 	if err != nil {
