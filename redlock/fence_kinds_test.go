@@ -414,3 +414,57 @@ func scriptExists(t *testing.T, s *redisproc.Server, sc *script) bool {
 	}
 	return got[0]
 }
+
+// TestFenceLockAllAcrossGroups: a LockAll over resources of two groups gives
+// each resource a fence above its previous plain lock's, the same fence to
+// the resources of one group (its part) and its own to each group; the
+// plain locks after it get higher fences again.
+func TestFenceLockAllAcrossGroups(t *testing.T) {
+	f := fleet(t, 2, 3)
+	c := newClient(t, fencedConfig(f, 0))
+	ctx := context.Background()
+	var set []string
+	byGroup := map[string][]string{}
+	for i := 0; len(byGroup) < 2 || len(set) < 6; i++ {
+		r := "across-" + strconv.Itoa(i)
+		g := strings.Join(c.Route(r), ",")
+		if len(byGroup[g]) < 3 {
+			byGroup[g] = append(byGroup[g], r)
+			set = append(set, r)
+		}
+	}
+	before := map[string]int64{}
+	for _, r := range set {
+		l, err := c.Lock(ctx, r, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[r] = l.Fence()
+		_ = l.Release(ctx)
+	}
+	m, err := c.LockAll(ctx, set, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for g, rs := range byGroup {
+		for _, r := range rs {
+			if m.Fence(r) <= before[r] {
+				t.Errorf("%s: LockAll fence %d, not above the previous lock's %d", r, m.Fence(r), before[r])
+			}
+			if m.Fence(r) != m.Fence(rs[0]) {
+				t.Errorf("group %s: %s's fence %d differs from %s's %d (one part, one fence)", g, r, m.Fence(r), rs[0], m.Fence(rs[0]))
+			}
+		}
+	}
+	_ = m.Release(ctx)
+	for _, r := range set {
+		l, err := c.Lock(ctx, r, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Fence() <= m.Fence(r) {
+			t.Errorf("%s: fence %d after the LockAll, not above its %d", r, l.Fence(), m.Fence(r))
+		}
+		_ = l.Release(ctx)
+	}
+}
