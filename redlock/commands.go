@@ -81,6 +81,9 @@ const (
 )
 
 func (o opKind) String() string {
+	if o >= opFenced {
+		return fencedOpNames[o-opFenced]
+	}
 	if o >= opScripted {
 		return scriptedOpNames[o-opScripted]
 	}

@@ -468,3 +468,34 @@ func TestFenceLockAllAcrossGroups(t *testing.T) {
 		_ = l.Release(ctx)
 	}
 }
+
+// TestFencedOpsTable: every fenced operation has a script and a name — an
+// acquire's fenced form is named as the acquire and counts as one — and
+// their numbers stay clear of the scripted ones.
+func TestFencedOpsTable(t *testing.T) {
+	if opFenced <= opSemExtend+16 {
+		t.Fatalf("fenced operations start at %d, too close to the scripted ones (up to %d)", opFenced, opSemExtend)
+	}
+	if len(fencedOpNames) != len(fencedScripts) || int(opRaiseSlots-opFenced)+1 != len(fencedScripts) {
+		t.Fatalf("%d fenced operations, %d names, %d scripts", opRaiseSlots-opFenced+1, len(fencedOpNames), len(fencedScripts))
+	}
+	acquires := map[opKind]opKind{opMultiAcquireFence: opMultiAcquire}
+	for _, k := range []*lockKind{kindRead, kindWrite, kindPermit} {
+		acquires[k.fenced] = k.acquire
+	}
+	for op := opFenced; op <= opRaiseSlots; op++ {
+		if scriptOf(op) == nil {
+			t.Fatalf("op %d has no script", op)
+		}
+		plain, isAcquire := acquires[op]
+		if isAcquire && op.String() != plain.String() {
+			t.Fatalf("fenced op %d is named %q, its acquire %q", op, op, plain)
+		}
+		if op.isAcquire() != isAcquire || op.isRelease() {
+			t.Fatalf("op %s: isAcquire %v isRelease %v, want %v false", op, op.isAcquire(), op.isRelease(), isAcquire)
+		}
+	}
+	if opRaiseSlots.String() != opRaise.String() || scriptOf(opRaiseSlots).src != raiseScriptSrc {
+		t.Fatalf("the several-slot write-back is %q with another script than opRaise's", opRaiseSlots)
+	}
+}

@@ -149,6 +149,25 @@ return 1`
 	fenceScriptSources = []string{fenceAcquireScriptSrc, raiseScriptSrc, multiFenceScript.src}
 )
 
+// The fenced operations (Config.Fencing): the scripted acquires and
+// LockAll's in their fenced form, and the write-back of several counter
+// slots. They are numbered apart from the scripted operations (scripted.go);
+// an acquire's fenced form is named as the acquire.
+const opFenced opKind = 128
+
+const (
+	opRLockFence        = opFenced + iota // rlockScript, fenced
+	opWLockFence                          // wlockScript, fenced
+	opSemAcquireFence                     // semAcquireScript, fenced
+	opMultiAcquireFence                   // multiAcquireScriptSrc, fenced
+	opRaiseSlots                          // raiseScriptSrc over several slots (a LockAll part)
+)
+
+var (
+	fencedOpNames = [...]string{"rlock", "wlock", "acquire permit", "lockall", "fence"}
+	fencedScripts = [...]*script{rlockFenceScript, wlockFenceScript, semAcquireFenceScript, multiFenceScript, raiseSlotsScript}
+)
+
 // fencedScriptSrc wraps acquire, an acquire script that answers 1 when it
 // took the lock (anything else — 0, an error — when not), with nargv ARGV,
 // into its fenced form. The fenced form gets one more KEY, the counters'

@@ -21,7 +21,6 @@ type MultiLock struct {
 	resources []string // sorted, distinct
 	token     string   // one token: the value of every key
 	parts     []*multiPart
-	fences    []int64 // Config.Fencing: each part's fence (nil otherwise)
 
 	extendMu sync.Mutex // Extends run one at a time: Until follows the last one applied
 
@@ -48,7 +47,10 @@ type multiPart struct {
 	keys      []string
 	resources []string
 	mayHold   uint64
-	fence     *partFence // Config.Fencing only (nil otherwise)
+	// Config.Fencing only: what the part's fenced acquire needs (nil
+	// otherwise), and, in a held MultiLock's parts, the part's fence.
+	fencing *partFence
+	fence   int64
 }
 
 // partFence is what a part's fenced acquire needs besides its keys: its
@@ -184,7 +186,7 @@ func (c *Client) partition(set []string) []*multiPart {
 			}
 			slices.Sort(f.slots)
 			f.slots = slices.Compact(f.slots)
-			p.fence = f
+			p.fencing = f
 		}
 	}
 	return parts
@@ -214,8 +216,8 @@ func (c *Client) attemptAll(ctx context.Context, set []string, tmpl []*multiPart
 	eachPart(tmpl, func(i int, p *multiPart) {
 		q := request{op: opMultiAcquire, key: p.keys[0], keys: p.keys, token: token, ttlMs: ms,
 			hash: p.hash, timeout: c.s.NodeTimeout}
-		if p.fence != nil {
-			q.op, q.args = opMultiAcquireFence, newScriptArgs(opMultiAcquireFence, p.fence.keys, token, p.fence.argv(token, ms)...)
+		if p.fencing != nil {
+			q.op, q.args = opMultiAcquireFence, newScriptArgs(opMultiAcquireFence, p.fencing.keys, token, p.fencing.argv(token, ms)...)
 		}
 		results[i] = p.g.fanout(ctx, q)
 		cp := *p
@@ -229,18 +231,16 @@ func (c *Client) attemptAll(ctx context.Context, set []string, tmpl []*multiPart
 			errs = append(errs, p.g.quorumError(opMultiAcquire, p.name(), results[i]))
 		}
 	}
-	var fences []int64
 	if len(errs) == 0 && time.Now().Before(until) && c.s.Fencing {
 		// Each part's fence, settled as a Lock's is (in parallel).
-		fences = make([]int64, len(parts))
 		fenceErrs := make([]error, len(parts))
 		eachPart(parts, func(i int, p *multiPart) {
-			fences[i], fenceErrs[i] = c.settleFence(ctx, opMultiAcquire, p.g, nil, p.hash, p.fence.slots, p.name(), results[i], result{})
+			p.fence, fenceErrs[i] = c.settleFence(ctx, opMultiAcquire, p.g, nil, p.hash, p.fencing.slots, p.name(), results[i], result{})
 		})
 		errs = slices.DeleteFunc(fenceErrs, func(err error) bool { return err == nil })
 	}
 	if len(errs) == 0 && time.Now().Before(until) {
-		return &MultiLock{c: c, resources: set, token: token, parts: parts, fences: fences, keyTTL: ttl, done: make(chan struct{}),
+		return &MultiLock{c: c, resources: set, token: token, parts: parts, keyTTL: ttl, done: make(chan struct{}),
 			changed: make(chan struct{}, 1), until: until}, nil
 	}
 	// Not all: release every part on every master where it may have landed.
@@ -278,9 +278,9 @@ func (f *partFence) argv(token string, ms int64) []any {
 // advances all their counters to the same value); those of different
 // groups have fences of their own. Extend keeps them.
 func (m *MultiLock) Fence(resource string) int64 {
-	for i, p := range m.parts {
-		if _, ok := slices.BinarySearch(p.resources, resource); ok && m.fences != nil {
-			return m.fences[i]
+	for _, p := range m.parts {
+		if _, ok := slices.BinarySearch(p.resources, resource); ok {
+			return p.fence
 		}
 	}
 	return 0

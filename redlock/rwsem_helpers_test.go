@@ -128,39 +128,18 @@ func raws(t *testing.T, ss []*redisproc.Server) []*redis.Client {
 func itoa(i int) string { return strconv.Itoa(i) }
 
 // TestScriptedOpsTable: every scripted operation has a name and a script,
-// and their numbers stay clear of the plain lock's operations; a fenced
-// acquire is named as its unfenced form, and counts as an acquire.
+// and their numbers stay clear of the plain lock's operations.
 func TestScriptedOpsTable(t *testing.T) {
-	if opScripted <= opRaise {
-		t.Fatalf("scripted operations start at %d, inside the plain ones (up to %d)", opScripted, opRaise)
+	if opScripted <= opExists {
+		t.Fatalf("scripted operations start at %d, inside the plain ones (up to %d)", opScripted, opExists)
 	}
-	if n := int(opScriptedEnd - opScripted); n != len(scriptedOpNames) {
+	if n := int(opSemExtend-opScripted) + 1; n != len(scriptedOpNames) {
 		t.Fatalf("%d scripted operations, %d names", n, len(scriptedOpNames))
 	}
-	fencedOf := map[opKind]opKind{}
-	for _, k := range []*lockKind{kindRead, kindWrite, kindPermit} {
-		fencedOf[k.fenced] = k.acquire
-	}
-	fencedOf[opMultiAcquireFence] = opMultiAcquire
 	seen := map[string]bool{}
-	for op := opScripted; op < opScriptedEnd; op++ {
-		if scriptOf(op) == nil || op.String() == "" {
-			t.Fatalf("op %d: script %v, name %q", op, scriptOf(op), op.String())
-		}
-		if plain, ok := fencedOf[op]; ok {
-			if op.String() != plain.String() || !op.isAcquire() || op.isRelease() {
-				t.Fatalf("fenced op %d: name %q (want %q), isAcquire %v, isRelease %v", op, op, plain, op.isAcquire(), op.isRelease())
-			}
-			continue
-		}
-		if op == opRaiseSlots {
-			if op.isAcquire() || op.isRelease() {
-				t.Fatalf("op %s: isAcquire %v isRelease %v", op, op.isAcquire(), op.isRelease())
-			}
-			continue
-		}
-		if seen[op.String()] {
-			t.Fatalf("op %d: name %q twice", op, op.String())
+	for op := opScripted; op <= opSemExtend; op++ {
+		if scriptOf(op) == nil || op.String() == "" || seen[op.String()] {
+			t.Fatalf("op %d: script %v, name %q (seen %v)", op, scriptOf(op), op.String(), seen[op.String()])
 		}
 		seen[op.String()] = true
 		acquire := op == opRLock || op == opWLock || op == opSemAcquire

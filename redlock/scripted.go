@@ -17,14 +17,6 @@ const (
 	opSemAcquire                     // add a permit holder if fewer than k hold
 	opSemRelease                     // remove a permit holder
 	opSemExtend                      // push one permit holder's expiry
-	// Config.Fencing: the acquires above, and LockAll's, in their fenced
-	// form (fencedScriptSrc), and the write-back of several counter slots.
-	opRLockFence
-	opWLockFence
-	opSemAcquireFence
-	opMultiAcquireFence
-	opRaiseSlots
-	opScriptedEnd // not an operation: the end of the list
 )
 
 // scriptedOpNames are the scripted operations' names (opKind.String), in
@@ -33,7 +25,6 @@ var scriptedOpNames = [...]string{
 	"rlock", "rlock release", "rlock extend",
 	"wlock", "wlock release", "wlock extend",
 	"acquire permit", "release permit", "extend permit",
-	"rlock", "wlock", "acquire permit", "lockall", "fence",
 }
 
 // isAcquire tells the operations that take a lock (a quorum of "no" does not
@@ -67,6 +58,9 @@ func newScript(src string) *script {
 // scriptOf returns the script of a scripted operation (nil for the plain
 // lock's operations, which newCmd encodes itself).
 func scriptOf(op opKind) *script {
+	if op >= opFenced {
+		return fencedScripts[op-opFenced]
+	}
 	switch op {
 	case opRLock:
 		return rlockScript
@@ -86,16 +80,6 @@ func scriptOf(op opKind) *script {
 		return semReleaseScript
 	case opSemExtend:
 		return semExtendScript
-	case opRLockFence:
-		return rlockFenceScript
-	case opWLockFence:
-		return wlockFenceScript
-	case opSemAcquireFence:
-		return semAcquireFenceScript
-	case opMultiAcquireFence:
-		return multiFenceScript
-	case opRaiseSlots:
-		return raiseSlotsScript
 	}
 	return nil
 }
