@@ -25,7 +25,7 @@ GOLANGCI_LINT ?= $(shell command -v golangci-lint 2>/dev/null || echo $(shell $(
 # nothing beyond these (internal/leakcheck instead of goleak).
 LEAN_MAX ?= 13
 
-.PHONY: test bench deps image fmt vet lint cross lean release-check unit modules results fuzz
+.PHONY: test bench deps image fmt vet lint cross lean release-check unit modules results fuzz fleet
 
 ## modules: print the module directories (for CI scripts)
 modules:
@@ -105,6 +105,16 @@ bench:
 ## results: regenerate bench/RESULTS.md (peer comparison, quiet machine wanted)
 results: deps
 	$(MAKE) -C bench results
+
+## fleet: the fleet simulation — the safety checker (Fencing on) over
+## FLEET_GROUPS groups × 5 redis-server processes under random minority
+## faults for FLEET_DURATION; prints the Markdown for bench/RESULTS.md
+## (CI runs the same test at 10 groups for 6 s, with -race)
+FLEET_GROUPS   ?= 100
+FLEET_DURATION ?= 60s
+fleet: deps
+	cd integration && QUORUMLOCK_FLEET_GROUPS=$(FLEET_GROUPS) QUORUMLOCK_FLEET_DURATION=$(FLEET_DURATION) \
+	  $(GO) test -count=1 -timeout 20m -run '^TestFleetSimulation$$' -v .
 
 ## fuzz: run each fuzz target for a while (seed corpora also run in `make test`)
 fuzz:

@@ -157,6 +157,11 @@ type Report struct {
 	// UnavailableErrors counts the errors of the attempts that failed for
 	// want of a quorum of answers, by message (addresses and numbers kept).
 	UnavailableErrors map[string]int
+
+	// Records and Schedule are what Run checked: every attempt, and what
+	// the fault schedule did (for analyses such as ByGroup).
+	Records  []Record
+	Schedule Schedule
 }
 
 // TopUnavailable returns the n most frequent errors of unavailable attempts.

@@ -77,11 +77,13 @@ type Cycle struct {
 	HealTook   time.Duration
 }
 
-// Schedule is what a fault schedule did.
+// Schedule is what a fault schedule did: RunMinority's cycles, or
+// RandomFaults' windows.
 type Schedule struct {
-	Cycles []Cycle
-	Events []Event
-	Errors []error
+	Cycles  []Cycle
+	Windows []Window
+	Events  []Event
+	Errors  []error
 }
 
 // Log renders the schedule relative to t0, e.g.

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/quorumlock/quorumlock/redlock"
 	"github.com/quorumlock/quorumlock/redlocktest"
 )
 
@@ -83,6 +82,10 @@ type Scenario struct {
 	Name     string
 	Fault    *Fault
 	Duration time.Duration
+	// Schedule, when set, is the fault schedule instead of Fault's
+	// RunMinority (for example RandomFaults.Run): it runs from the holders'
+	// start and must return by the deadline it is given.
+	Schedule func(ctx context.Context, f redlocktest.Fleet, deadline time.Time) Schedule
 	// StallEvery > 0: every holder pauses past its validity on every
 	// StallEvery-th hold (HolderSpec.StallEvery).
 	StallEvery int
@@ -154,13 +157,18 @@ func Run(ctx context.Context, cfg Config, sc Scenario) (Report, error) {
 	}()
 
 	var sched Schedule
-	if sc.Fault != nil {
+	if sc.Fault != nil || sc.Schedule != nil {
 		select {
 		case <-time.After(time.Until(begin)):
 		case <-ctx.Done():
 		}
-		sched = RunMinority(ctx, cfg.Fleet, *sc.Fault, until)
-		cfg.Logf("%s: %d cycles (hold %v, gap %v):%s", sc.Name, len(sched.Cycles), sc.Fault.Hold, sc.Fault.Gap, sched.Log(begin))
+		if sc.Schedule != nil {
+			sched = sc.Schedule(ctx, cfg.Fleet, until)
+			cfg.Logf("%s: %d faults over %d groups", sc.Name, len(sched.Windows), cfg.Fleet.Groups())
+		} else {
+			sched = RunMinority(ctx, cfg.Fleet, *sc.Fault, until)
+			cfg.Logf("%s: %d cycles (hold %v, gap %v):%s", sc.Name, len(sched.Cycles), sc.Fault.Hold, sc.Fault.Gap, sched.Log(begin))
+		}
 		for _, e := range sched.Errors {
 			problems = append(problems, e.Error())
 		}
@@ -196,22 +204,17 @@ func Run(ctx context.Context, cfg Config, sc Scenario) (Report, error) {
 	rep.Processes = processes
 	rep.Faults = len(sched.Events)
 	rep.Problems = append(rep.Problems, problems...)
+	rep.Records, rep.Schedule = records, sched
 	return rep, nil
 }
 
 // pickResources names ResourcesPerGroup resources routed to each group.
 func pickResources(cfg Config, prefix string) ([]string, error) {
-	c, err := redlock.New(cfg.Client.Config())
+	r, err := NewRouter(cfg.Client)
 	if err != nil {
-		return nil, fmt.Errorf("safety: redlock.New: %w", err)
+		return nil, err
 	}
-	defer c.Close()
-	groupOf := make(map[string]int)
-	for g, addrs := range cfg.Client.Cluster {
-		for _, a := range addrs {
-			groupOf[a] = g
-		}
-	}
+	defer r.Close()
 	need := make([]int, len(cfg.Client.Cluster))
 	for i := range need {
 		need[i] = cfg.ResourcesPerGroup
@@ -223,8 +226,7 @@ func pickResources(cfg Config, prefix string) ([]string, error) {
 			return nil, errors.New("safety: could not route resources to every group")
 		}
 		res := fmt.Sprintf("%s/r%d", sanitize(prefix), i)
-		g := groupOf[c.Route(res)[0]]
-		if need[g] > 0 {
+		if g := r.Group(res); need[g] > 0 {
 			need[g]--
 			left--
 			out = append(out, res)
