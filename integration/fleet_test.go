@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,7 +80,7 @@ func TestFleetSimulation(t *testing.T) {
 	cfg := safetyConfig(t, f)
 	cfg.Client.Cluster, cfg.Client.Fencing = f.Addrs(), true
 	cfg.Goroutines, cfg.Children, cfg.ChildGoroutines = 4, 2, 4
-	cfg.MaxOps = 200_000 // the duration ends the run; this bounds it
+	cfg.MaxOps = 200_000                                                    // the duration ends the run; this bounds it
 	cfg.Startup = 2*time.Second + time.Duration(groups)*20*time.Millisecond // children dial every master first
 	rf := safety.RandomFaults{
 		Faults: []safety.Fault{safety.Kill(safetyTTL + 300*time.Millisecond), safety.Pause(safetyTTL),
@@ -92,6 +93,20 @@ func TestFleetSimulation(t *testing.T) {
 	rep := runScenario(t, cfg, sc)
 	use := mon.stop()
 
+	// A fault operation that failed (on a machine with a load average of
+	// 40, a dial to a master can miss its 1 s timeout) injected less than
+	// planned: tolerated up to 1% of the fault events, and reported.
+	failed := make(map[string]bool)
+	for _, e := range rep.Schedule.Errors {
+		failed[e.Error()] = true
+	}
+	rep.Problems = slices.DeleteFunc(rep.Problems, func(p string) bool { return failed[p] })
+	if n := len(rep.Schedule.Errors); n > 0 {
+		t.Logf("%d of %d fault operations failed: %v", n, len(rep.Schedule.Events), rep.Schedule.Errors)
+		if n > max(1, len(rep.Schedule.Events)/100) {
+			t.Errorf("%d of %d fault operations failed (more than 1%%)", n, len(rep.Schedule.Events))
+		}
+	}
 	checkReport(t, rep)
 	if rep.FenceInversions != 0 {
 		t.Errorf("%d holds got a fence not above that of a hold obtained before they asked", rep.FenceInversions)
@@ -153,10 +168,11 @@ func fleetMarkdown(groups int, d, started time.Duration, rep safety.Report, by m
 	fmt.Fprintf(&b, "%d groups × 5 = %d redis-server processes (started in %v), %v of random minority faults; "+
 		"holders: %d in 3 processes (%d processes ran), TTL %v, NodeTimeout %v, Fencing on, every 200th hold stalled past its validity.\n\n",
 		groups, 5*groups, started.Round(time.Millisecond), d, rep.Holders, rep.Processes, safetyTTL, nodeTimeout)
-	b.WriteString("| attempts | holds | overlapping holds | lost updates | phantom | fence inversions | stalled holds | stale writes refused | late writes accepted | unknown writes |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
-	fmt.Fprintf(&b, "| %d | %d | **%d** | **%d** | %d | **%d** | %d | %d | %d | %d |\n\n",
-		rep.Attempts, rep.Holds, len(rep.Overlaps), rep.LostUpdates, rep.Phantoms, rep.FenceInversions,
+	b.WriteString("| faults (masters hit) | failed fault operations | attempts | holds | overlapping holds | lost updates | phantom | fence inversions | stalled holds | stale writes refused | late writes accepted | unknown writes |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| %d (%d) | %d | %d | %d | **%d** | **%d** | %d | **%d** | %d | %d | %d | %d |\n\n",
+		len(rep.Schedule.Windows), len(rep.Schedule.Events), len(rep.Schedule.Errors), rep.Attempts, rep.Holds,
+		len(rep.Overlaps), rep.LostUpdates, rep.Phantoms, rep.FenceInversions,
 		rep.Stalled, rep.RefusedStalled, rep.LateWrites, rep.Unknown)
 	b.WriteString("Availability per group, by what the group was going through when an attempt began " +
 		"(availability: attempts not refused for want of a quorum; got the lock: contention included):\n\n")

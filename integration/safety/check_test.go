@@ -1,8 +1,10 @@
 package safety
 
 import (
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func hold(holder, res, token string, start, end, until int64) Record {
@@ -203,4 +205,40 @@ type hold2 struct {
 	attempt, start, end, until, fence int64
 	write                             Write
 	stalled                           bool
+}
+
+func TestByGroupClassifiesAttemptsByFault(t *testing.T) {
+	t0 := time.Unix(100, 0)
+	at := func(ms int) int64 { return t0.Add(time.Duration(ms) * time.Millisecond).UnixNano() }
+	windows := []Window{
+		{Group: 1, Fault: "pause", From: t0.Add(100 * time.Millisecond), To: t0.Add(200 * time.Millisecond)},
+		{Group: 0, Fault: "kill", From: t0.Add(50 * time.Millisecond), To: t0.Add(150 * time.Millisecond)},
+		{Group: 1, Fault: "kill", From: t0.Add(300 * time.Millisecond), To: t0.Add(400 * time.Millisecond)},
+	}
+	recs := []Record{
+		{Resource: "a", Attempt: at(10), Got: true},         // group 0, healthy
+		{Resource: "a", Attempt: at(60), Unavailable: true}, // group 0, kill
+		{Resource: "a", Attempt: at(150)},                   // group 0: the kill ended at 150 → healthy, busy
+		{Resource: "b", Attempt: at(100), Got: true},        // group 1, pause (From is inside)
+		{Resource: "b", Attempt: at(250), Got: true},        // group 1, healthy between its faults
+		{Resource: "b", Attempt: at(399)},                   // group 1, kill
+	}
+	by := ByGroup(recs, windows, 2, func(res string) int { return map[string]int{"a": 0, "b": 1}[res] })
+	want := map[string][]GroupStats{
+		NoFault: {{Attempts: 2, Holds: 1, Busy: 1}, {Attempts: 1, Holds: 1}},
+		"kill":  {{Attempts: 1, Unavailable: 1}, {Attempts: 1, Busy: 1}},
+		"pause": {{}, {Attempts: 1, Holds: 1}},
+	}
+	if !reflect.DeepEqual(by, want) {
+		t.Fatalf("ByGroup = %+v, want %+v", by, want)
+	}
+	if a := by["kill"][0].Availability(); a != 0 {
+		t.Errorf("availability of group 0 in a kill = %v, want 0", a)
+	}
+	table := GroupTable(by, windows)
+	for _, s := range []string{"| none | – | – | 2 | 3 | 2 | 1 | 0 |", "| kill | 2 | 100ms | 2 | 2 | 0 | 1 | 1 | 0.0% / 100.0% / 100.0% |", "min 1, median 2, max 2"} {
+		if !strings.Contains(table, s) {
+			t.Errorf("the table lacks %q:\n%s", s, table)
+		}
+	}
 }
