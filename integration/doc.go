@@ -51,6 +51,19 @@
 //     with Fencing on: every kind's fences ordered, the register (a writer
 //     refused below any holder's fence, a reader below a writer's) refusing
 //     only writers stalled past their validity.
+//   - TestFleetSimulation: the safety checker (Fencing on, stalled
+//     holders) over groups × 5 redis-server processes while every group, on
+//     its own, loses a random minority to a kill, pause, partition or AOF
+//     restart (safety.RandomFaults); availability per group and fault kind
+//     (safety.ByGroup). 10 groups in CI; `make fleet` runs 100 (500
+//     processes) and prints the section of bench/RESULTS.md.
+//   - TestAwaitUnderMinorityFault, TestLockAllUnderMinorityFault,
+//     TestFencingAcrossAOFRestart: Await's waiters served in turn with 2 of
+//     5 masters killed or paused; LockAll all or nothing under a minority
+//     fault (nothing left on any master, also after a paused master's late
+//     SETs land), under a majority fault, and under contention with rotating
+//     pauses; fences strictly increasing across restarts with AOF always
+//     (the counters survive).
 //   - TestDemoUnsafeRestartWithoutPersistence: a demonstration of the
 //     documented unsafe case (majority restarted without persistence), and
 //     that persistence prevents it.
