@@ -85,14 +85,17 @@ func apply(t *testing.T, what string, op func(redlocktest.Master, context.Contex
 
 // TestAwaitUnderMinorityFault: three clients wait (Await) for a resource
 // held by a fourth; two of the group's five masters are killed or paused
-// while they wait, then the holder releases. Every waiter gets the lock in
+// while they wait (or none: the baseline), then the holder releases. Every waiter gets the lock in
 // turn, three times each — woken by the release announced by the healthy
 // masters, well before the holder's 30 s TTL — and no two ever hold it at
 // once; after the masters heal, waiting works as before.
 func TestAwaitUnderMinorityFault(t *testing.T) {
 	f := startProcesses(t, 1, 5)
 	ms := masters(f, 0)
-	for _, fault := range killAndPause {
+	healthy := minorityFault{"healthy (baseline)",
+		func(redlocktest.Master, context.Context) error { return nil },
+		func(redlocktest.Master, context.Context) error { return nil }}
+	for _, fault := range append([]minorityFault{healthy}, killAndPause...) {
 		t.Run(fault.name, func(t *testing.T) {
 			defer heal(t, f)
 			res := "await-fault/" + fault.name
@@ -111,6 +114,7 @@ func TestAwaitUnderMinorityFault(t *testing.T) {
 			var wg sync.WaitGroup
 			var mu sync.Mutex
 			done, afterHeal := 0, make(chan struct{})
+			var longest time.Duration // the longest single wait (a missed wake-up waits out the 5 s TTL)
 			for w := range waiters {
 				c := newClient(t, faultConfig(f))
 				who := fmt.Sprintf("waiter %d", w)
@@ -126,6 +130,9 @@ func TestAwaitUnderMinorityFault(t *testing.T) {
 							return
 						}
 						got := time.Now()
+						mu.Lock()
+						longest = max(longest, got.Sub(asked))
+						mu.Unlock()
 						time.Sleep(2 * time.Millisecond)
 						log.lock(who, wl, asked, got)
 						if err := wl.Release(ctx); err != nil {
@@ -153,6 +160,7 @@ func TestAwaitUnderMinorityFault(t *testing.T) {
 			apply(t, "heal", fault.heal, ms[3], ms[4])
 			close(afterHeal)
 			wg.Wait()
+			t.Logf("longest single Await: %v", longest.Round(time.Millisecond))
 			if rep := log.check(t, "Await, 2 of 5 "+fault.name); rep.Holds != waiters*(rounds+1)+1 {
 				t.Errorf("%d holds, want %d", rep.Holds, waiters*(rounds+1)+1)
 			}
@@ -286,15 +294,18 @@ func TestLockAllUnderMinorityFault(t *testing.T) {
 		}
 		pause := safety.Pause(300 * time.Millisecond)
 		pause.Gap = 200 * time.Millisecond
-		deadline := time.Now().Add(3 * time.Second)
+		clients := make([]*redlock.Client, len(lists))
+		for i := range clients {
+			cfg := faultConfig(f)
+			cfg.RetryStrategy = redlock.LinearBackoff(1000, 5*time.Millisecond)
+			clients[i] = newClient(t, cfg)
+		}
+		deadline := time.Now().Add(4 * time.Second)
 		var log holdLog
 		var wg sync.WaitGroup
 		held := make([]int, len(lists))
 		for i, list := range lists {
-			cfg := faultConfig(f)
-			cfg.RetryStrategy = redlock.LinearBackoff(1000, 5*time.Millisecond)
-			c := newClient(t, cfg)
-			who := fmt.Sprintf("client %d", i)
+			c, who := clients[i], fmt.Sprintf("client %d", i)
 			wg.Go(func() {
 				for n := 0; n < 500 && time.Now().Before(deadline); n++ {
 					asked := time.Now()
