@@ -300,7 +300,7 @@ func TestLockAllUnderMinorityFault(t *testing.T) {
 			cfg.RetryStrategy = redlock.LinearBackoff(1000, 5*time.Millisecond)
 			clients[i] = newClient(t, cfg)
 		}
-		deadline := time.Now().Add(4 * time.Second)
+		deadline := time.Now().Add(3 * time.Second)
 		var log holdLog
 		var wg sync.WaitGroup
 		held := make([]int, len(lists))
@@ -309,7 +309,7 @@ func TestLockAllUnderMinorityFault(t *testing.T) {
 			wg.Go(func() {
 				for n := 0; n < 500 && time.Now().Before(deadline); n++ {
 					asked := time.Now()
-					lctx, lcancel := context.WithTimeout(ctx, 5*time.Second)
+					lctx, lcancel := context.WithDeadline(ctx, deadline.Add(500*time.Millisecond))
 					m, err := c.LockAll(lctx, list, 2*time.Second)
 					lcancel()
 					if err != nil {
