@@ -35,9 +35,9 @@ var fleetTune = []any{"CONFIG", "SET", "maxmemory", "8mb", "hz", "1"}
 
 // TestFleetSimulation is the safety checker over a fleet of groups × 5
 // redis-server processes under random minority faults: every group, on its
-// own, at random times, loses 1 or 2 of its 5 masters to a kill (restarted
-// empty after the TTL + 300 ms), a pause (SIGSTOP), a partition or a restart
-// with AOF always, heals, and starts over. Three client processes (this one
+// own, at random times, loses 1 or 2 of its 5 masters (chosen at random) to
+// a kill (restarted empty after the TTL + 300 ms), a pause (SIGSTOP), a
+// partition or a restart with AOF always (in turn), heals, and starts over. Three client processes (this one
 // and two children, 4 holders each, Fencing on) contend for one resource
 // per group; every 200th hold of a holder stalls past its validity, so the
 // fenced register has stale writers to refuse.

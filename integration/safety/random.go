@@ -16,10 +16,13 @@ import (
 
 // RandomFaults is a fault schedule for a large fleet: every group, on its
 // own, waits a random healthy gap, then loses a random minority of its
-// masters (1 to Minority(n), chosen at random) to a fault picked at random
-// from Faults, for that fault's Hold, heals them, and starts over. Groups are
-// independent: at any moment some are healthy and others are in different
-// faults, as in a real fleet. Every fault becomes a Window.
+// masters (1 to Minority(n), chosen at random) to the next fault of Faults,
+// for that fault's Hold, heals them, and starts over. Each group takes the
+// kinds in turn from its own starting point (group g starts at g mod
+// len(Faults)), so that a short run exercises every kind once enough groups
+// have had a fault; which masters, when and for how long stay random.
+// Groups are independent: at any moment some are healthy and others are in
+// different faults, as in a real fleet. Every fault becomes a Window.
 type RandomFaults struct {
 	Faults []Fault
 	// GapMin and GapMax bound a group's healthy time between two of its
@@ -78,14 +81,14 @@ func (rf RandomFaults) Run(ctx context.Context, f redlocktest.Fleet, deadline ti
 	for g := range f.Groups() {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(seed, uint64(g)))
-			for ctx.Err() == nil {
+			for n := g; ctx.Err() == nil; n++ {
 				gap := gapMin + time.Duration(rng.Int64N(int64(gapMax-gapMin)+1))
 				select {
 				case <-time.After(gap):
 				case <-ctx.Done():
 					return
 				}
-				fault := rf.Faults[rng.IntN(len(rf.Faults))]
+				fault := rf.Faults[n%len(rf.Faults)]
 				if time.Now().Add(fault.Hold + opBudget).After(deadline) {
 					return
 				}
