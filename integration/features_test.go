@@ -85,10 +85,11 @@ func apply(t *testing.T, what string, op func(redlocktest.Master, context.Contex
 
 // TestAwaitUnderMinorityFault: three clients wait (Await) for a resource
 // held by a fourth; two of the group's five masters are killed or paused
-// while they wait (or none: the baseline), then the holder releases. Every waiter gets the lock in
-// turn, three times each — woken by the release announced by the healthy
-// masters, well before the holder's 30 s TTL — and no two ever hold it at
-// once; after the masters heal, waiting works as before.
+// while they wait (or none: the baseline), then the holder releases. Every
+// waiter gets the lock in turn, three times each — woken by the release
+// announced by the healthy masters, well before the holder's 30 s TTL — and
+// no two ever hold it at once; after the masters heal, waiting works as
+// before.
 func TestAwaitUnderMinorityFault(t *testing.T) {
 	f := startProcesses(t, 1, 5)
 	ms := masters(f, 0)
@@ -112,6 +113,7 @@ func TestAwaitUnderMinorityFault(t *testing.T) {
 
 			const waiters, rounds = 3, 3
 			var wg sync.WaitGroup
+			defer func() { cancel(); wg.Wait() }() // on a failure, end the waiters before the test ends
 			var mu sync.Mutex
 			done, afterHeal := 0, make(chan struct{})
 			var longest time.Duration // the longest single wait (a missed wake-up waits out the 5 s TTL)
@@ -120,8 +122,12 @@ func TestAwaitUnderMinorityFault(t *testing.T) {
 				who := fmt.Sprintf("waiter %d", w)
 				wg.Go(func() {
 					for r := range rounds + 1 {
-						if r == rounds {
-							<-afterHeal // one more round with the masters healed
+						if r == rounds { // one more round with the masters healed
+							select {
+							case <-afterHeal:
+							case <-ctx.Done():
+								return
+							}
 						}
 						asked := time.Now()
 						wl, err := c.Await(ctx, res, 5*time.Second)
@@ -360,7 +366,9 @@ func TestFencingAcrossAOFRestart(t *testing.T) {
 	const res = "fence-aof"
 	var log holdLog
 	stop := make(chan struct{})
+	var stopOnce sync.Once
 	var wg sync.WaitGroup
+	defer func() { stopOnce.Do(func() { close(stop) }); wg.Wait() }() // also when a restart fails the test
 	for i := range 2 {
 		cfg := faultConfig(f)
 		cfg.Fencing = true
@@ -402,7 +410,7 @@ func TestFencingAcrossAOFRestart(t *testing.T) {
 	pauseFor(400 * time.Millisecond)
 	from, to := restart("all 5", ms...)
 	pauseFor(600 * time.Millisecond)
-	close(stop)
+	stopOnce.Do(func() { close(stop) })
 	wg.Wait()
 
 	rep := log.check(t, "fencing across restarts with AOF always")
