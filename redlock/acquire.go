@@ -2,8 +2,6 @@ package redlock
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 )
 
@@ -99,49 +97,39 @@ func (s *scripted) attempt(ctx context.Context, kind *lockKind, ttl time.Duratio
 	}
 	qe := s.g.quorumErrorNeed(kind.acquire, s.resource, r, need)
 	if mismatch != nil {
-		return nil, errors.Join(mismatch, qe)
+		return nil, &lineError{msg: mismatch.Error() + "; " + causeText(qe), errs: []error{mismatch, qe}}
 	}
+	qe.sentinel, qe.cause = ErrNotObtained, ctx.Err()
 	if r.yes >= need {
-		return nil, errors.Join(ErrNotObtained, qe, fmt.Errorf("redlock: %s %q: quorum reached but its validity ran out (the attempt took %v)", kind.acquire, s.resource, time.Since(start)))
+		qe.ValidityRanOut, qe.Took = true, time.Since(start)
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, errors.Join(ErrNotObtained, qe, err)
-	}
-	return nil, errors.Join(ErrNotObtained, qe)
+	return nil, qe
 }
 
-// retry runs attempt until it succeeds, fails with anything but
-// ErrNotObtained, the client's RetryStrategy gives up, or ctx ends — the
-// loop of Client.Lock, for scripted locks.
-func (s *scripted) retry(ctx context.Context, attempt func() (*Lock, error)) (*Lock, error) {
+// acquire runs attempt in the one retry loop of blocking acquisitions
+// (acquireLoop, wait.go): when masters refused it, the loop waits for the
+// next release announced on the resource's channel (every release script
+// of RWMutex and Semaphore announces on keys[0]'s), bounded by
+// Config.RetryStrategy and by how long the masters may still refuse
+// (busyLeftScript with left: "r", "w", or "s" and the permits).
+func (s *scripted) acquire(ctx context.Context, op opKind, attempt func() (*Lock, error), left ...any) (*Lock, error) {
 	c := s.c
-	var timer *time.Timer
-	for retry := 1; ; retry++ {
-		l, err := attempt()
-		if err == nil {
-			return l, nil
-		}
-		if !errors.Is(err, ErrNotObtained) || ctx.Err() != nil {
+	keys := []waitKey{{key: s.keys[0], g: s.g, need: s.quorum(), left: request{op: opBusyLeft, key: s.keys[0], hash: s.hash,
+		timeout: c.s.NodeTimeout, args: newScriptArgs(opBusyLeft, s.keys, "", left...)}}}
+	var l *Lock
+	err := c.acquireLoop(ctx, acquisition{op: op.String(), resource: s.resource, strategy: c.s.RetryStrategy,
+		try: func() ([]waitKey, error) {
+			var err error
+			l, err = attempt()
+			if isBusy(err) {
+				return keys, err
+			}
 			return nil, err
-		}
-		delay, ok := c.s.RetryStrategy.Backoff(retry)
-		if !ok {
-			return nil, err
-		}
-		if timer == nil {
-			timer = time.NewTimer(delay)
-			defer timer.Stop()
-		} else {
-			timer.Reset(delay)
-		}
-		select {
-		case <-timer.C:
-		case <-ctx.Done():
-			return nil, errors.Join(err, ctx.Err())
-		case <-c.closing:
-			return nil, errors.Join(err, ErrClosed)
-		}
+		}})
+	if err != nil {
+		return nil, err
 	}
+	return l, nil
 }
 
 // do is Do for a scripted lock: acquire (one attempt with WithTryOnce),

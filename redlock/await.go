@@ -2,8 +2,6 @@ package redlock
 
 import (
 	"context"
-	"errors"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -29,6 +27,7 @@ type hub struct {
 type waitQueue struct {
 	key        string
 	g          *group
+	need       int // announcements of one release that wake the head: the masters an acquisition needs
 	waiters    []*waiter
 	subscribed bool           // its channel is wanted on every master of g
 	heard      map[string]int // recent releases: the masters that announced each (one release is announced by every master that deleted the key)
@@ -40,15 +39,16 @@ type waitQueue struct {
 // resubscribe (one round trip) before every wait.
 const subscriptionLinger = time.Second
 
-// waiter is one Await or Lock call waiting for a key.
+// waiter is one blocking acquisition (acquireLoop) waiting for a key.
 type waiter struct {
 	q    *waitQueue
-	wake chan struct{} // 1-buffered: a release was announced, or it became the head
+	wake chan struct{} // 1-buffered, shared by the acquisition's waiters: a release was announced, or it became the head
 }
 
-// enqueue appends a waiter for key. alone reports that nobody of this
-// client was waiting for key before.
-func (h *hub) enqueue(key string, g *group) (w *waiter, alone bool) {
+// enqueue appends a waiter for key, woken on wake when need masters of g
+// announced one release. alone reports that nobody of this client was
+// waiting for key before.
+func (h *hub) enqueue(key string, g *group, need int, wake chan struct{}) (w *waiter, alone bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	q := h.queues[key]
@@ -56,12 +56,13 @@ func (h *hub) enqueue(key string, g *group) (w *waiter, alone bool) {
 		if h.queues == nil {
 			h.queues = make(map[string]*waitQueue)
 		}
-		q = &waitQueue{key: key, g: g}
+		q = &waitQueue{key: key, g: g, need: need}
 		h.queues[key] = q
 		h.nqueue.Store(int32(len(h.queues)))
 	}
 	q.idleSince = time.Time{}
-	w = &waiter{q: q, wake: make(chan struct{}, 1)}
+	q.need = max(q.need, need)
+	w = &waiter{q: q, wake: wake}
 	q.waiters = append(q.waiters, w)
 	return w, len(q.waiters) == 1
 }
@@ -129,63 +130,68 @@ func (h *hub) sweeper() {
 	}
 }
 
-func (h *hub) subscribed(q *waitQueue) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return q.subscribed
-}
-
 func (h *hub) isHead(w *waiter) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(w.q.waiters) > 0 && w.q.waiters[0] == w
 }
 
-// subscribe makes sure q's channel is subscribed on every master of its
-// group. With wait, it returns once a quorum of masters confirmed (so that
-// a release from now on reaches the queue: any release deletes on a quorum,
-// and two quorums intersect), or NodeTimeout passed, or ctx ended.
-func (h *hub) subscribe(ctx context.Context, q *waitQueue, wait bool) {
+// subscribe makes sure the channels of qs are subscribed on every master
+// of their groups, and returns once each q has q.need masters confirmed
+// (so that a release from now on reaches it: a release deletes on as many
+// masters as an acquisition needs), or NodeTimeout passed, or ctx ended.
+func (h *hub) subscribe(ctx context.Context, qs ...*waitQueue) {
+	var readies [][]<-chan struct{}
+	var needs []int
 	h.mu.Lock()
-	if q.subscribed {
-		h.mu.Unlock()
-		return
-	}
-	q.subscribed = true
-	var readies []<-chan struct{}
-	for _, nd := range q.g.nodes {
-		if r := h.subscriberLocked(nd).want(releasedChannelPrefix + q.key); r != nil {
-			readies = append(readies, r)
+	for _, q := range qs {
+		if q.subscribed {
+			continue
+		}
+		q.subscribed = true
+		var rs []<-chan struct{}
+		for _, nd := range q.g.nodes {
+			if r := h.subscriberLocked(nd).want(releasedChannelPrefix + q.key); r != nil {
+				rs = append(rs, r)
+			}
+		}
+		if len(rs) >= q.need {
+			readies = append(readies, rs)
+			needs = append(needs, q.need)
 		}
 	}
 	h.mu.Unlock()
-	if !wait || len(readies) < q.g.quorum {
+	if len(readies) == 0 {
 		return
 	}
 	t := getTimer(h.c.s.NodeTimeout)
 	defer putTimer(t)
-	confirmed := 0
-	for _, r := range readies {
-		select {
-		case <-r:
-			if confirmed++; confirmed >= q.g.quorum {
+	for i, rs := range readies {
+		confirmed := 0
+		for _, r := range rs {
+			if confirmed >= needs[i] {
+				break
+			}
+			select {
+			case <-r:
+				confirmed++
+			case <-t.C:
+				return
+			case <-ctx.Done():
+				return
+			case <-h.c.closing:
 				return
 			}
-		case <-t.C:
-			return
-		case <-ctx.Done():
-			return
-		case <-h.c.closing:
-			return
 		}
 	}
 }
 
-// notify wakes the head of key's queue when a quorum of its group's masters
-// announced the release of one token — then a majority of them no longer
-// has the key, and an attempt can win: waking at the first announcement
-// would race the release's own DELs on the other masters. (A release
-// deletes on a quorum to succeed; the cleanup of a failed attempt, which
+// notify wakes the head of key's queue when as many of its group's masters
+// as an acquisition needs (q.need: a majority, or a Semaphore's quorum)
+// announced the release of one token — then enough of them no longer
+// hold it, and an attempt can win: waking at the first announcement
+// would race the release's own deletions on the other masters. (A release
+// deletes on that many to succeed; the cleanup of a failed attempt, which
 // deletes only where it had landed, wakes nobody.) token "" is a
 // subscription renewed after a reconnect: announcements may have been
 // missed, so the head is woken at once.
@@ -197,7 +203,7 @@ func (h *hub) notify(key, token string) {
 		return
 	}
 	if token != "" {
-		if q.hear(token) != q.g.quorum {
+		if q.hear(token) != q.need {
 			return
 		}
 	}
@@ -316,161 +322,4 @@ func (h *hub) yielding(key string) time.Duration {
 	delete(h.yields, key)
 	h.nyield.Store(int32(len(h.yields)))
 	return 0
-}
-
-// Await acquires resource for ttl, waiting as long as ctx allows: it is woken
-// by the release of the current holder (announced by the masters over
-// pub/sub), not by polling. When ctx ends first, the error is
-// errors.Join(ErrNotObtained, ctx.Err()) and no key is left behind.
-//
-// Waiters of one Client for one resource are served first come, first
-// served: only the longest-waiting one competes when a release is
-// announced. Across clients each release is a fresh race between the heads
-// of their queues, and a client that just released the resource while
-// others waited lets them go first, so no client starves another.
-//
-// Every wait is bounded by the key's remaining PTTL on the masters (a
-// holder that crashed, or an announcement lost with a subscription
-// connection, costs at most that); waits fall back to these timers while a
-// master's subscription connection is being re-established. A key of
-// another type at the resource's key is reported as an error, not waited
-// for. Lock's retries are woken by the same announcements.
-func (c *Client) Await(ctx context.Context, resource string, ttl time.Duration) (*Lock, error) {
-	if err := c.precheck(ctx, resource, ttl); err != nil {
-		return nil, err
-	}
-	if err := c.refuseMoving("await", resource); err != nil {
-		return nil, err
-	}
-	g, h := c.route(resource)
-	key := c.s.KeyPrefix + resource
-	w, alone := c.hub.enqueue(key, g)
-	defer c.hub.leave(w)
-	var wait <-chan time.Time
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	switch d := c.hub.yielding(key); {
-	case !alone:
-		// Others of this client wait already: queue up behind them.
-		c.hub.subscribe(ctx, w.q, true)
-	case d > 0:
-		c.hub.subscribe(ctx, w.q, true)
-		timer.Reset(d)
-		wait = timer.C
-	}
-	for {
-		if wait != nil || !c.hub.isHead(w) {
-			select {
-			case <-w.wake:
-			case <-wait:
-			case <-ctx.Done():
-				return nil, errors.Join(ErrNotObtained, ctx.Err())
-			case <-c.closing:
-				return nil, errors.Join(ErrNotObtained, ErrClosed)
-			}
-			timer.Stop()
-			wait = nil
-			continue
-		}
-		select { // announcements that arrived before this attempt are answered by it
-		case <-w.wake:
-		default:
-		}
-		// Subscribed already: ask how long the key lives together with the
-		// attempt (the writers send both in one pipeline), so a busy
-		// attempt costs one round trip before the wait, not two.
-		var busy chan busyAnswer
-		if c.hub.subscribed(w.q) {
-			busy = make(chan busyAnswer, 1)
-			go func() {
-				d, p := c.busyFor(ctx, g, key, h)
-				busy <- busyAnswer{d, p}
-			}()
-		}
-		l, err := c.attempt(ctx, resource, ttl, nil)
-		if err == nil {
-			return l, nil
-		}
-		if !errors.Is(err, ErrNotObtained) || ctx.Err() != nil {
-			return nil, err
-		}
-		if c.closed.Load() {
-			return nil, errors.Join(ErrNotObtained, ErrClosed)
-		}
-		if busy == nil {
-			// Subscribe, then try again at once: a release between the
-			// failed attempt and the subscription is not missed.
-			c.hub.subscribe(ctx, w.q, true)
-			continue
-		}
-		b := <-busy
-		d, persistent := b.d, b.persistent
-		var qe *QuorumError
-		if errors.As(err, &qe) && qe.Yes() > 0 {
-			// A split vote: competitors woken by the same announcement
-			// desynchronize before the next round.
-			sleepCtx(ctx, c.closing, rand.N(5*time.Millisecond))
-			d, persistent = c.busyFor(ctx, g, key, h)
-		}
-		if persistent {
-			if e := c.lastAttempt(ctx, resource, err); e != err { //nolint:errorlint // identity: did lastAttempt replace err?
-				return nil, e // a key of another type: not a lock to wait for
-			}
-		}
-		timer.Reset(d)
-		wait = timer.C
-	}
-}
-
-type busyAnswer struct {
-	d          time.Duration
-	persistent bool
-}
-
-// busyFor asks the group how long key may still block an acquisition: the
-// time until a quorum of masters have no key (the quorum-th smallest PTTL
-// among the masters that answered). When fewer than a quorum answer, or a
-// key without expiry counts, it is a jittered RetryInterval (persistent
-// reports the latter).
-func (c *Client) busyFor(ctx context.Context, g *group, key string, hash uint64) (d time.Duration, persistent bool) {
-	r := g.fanout(ctx, request{op: opPTTL, key: key, hash: hash, timeout: c.s.NodeTimeout})
-	var ms []int64
-	for _, sl := range r.slots {
-		rp := sl.reply
-		if !rp.ok || rp.err != nil {
-			continue
-		}
-		switch {
-		case rp.val == -1:
-			persistent = true
-			ms = append(ms, 1<<62)
-		case rp.val < 0:
-			ms = append(ms, 0)
-		default:
-			ms = append(ms, rp.val)
-		}
-	}
-	if len(ms) < g.quorum {
-		return jitter(c.s.RetryInterval), persistent
-	}
-	slices.Sort(ms)
-	q := ms[g.quorum-1]
-	if q >= 1<<62 {
-		return jitter(c.s.RetryInterval), true
-	}
-	return time.Duration(q)*time.Millisecond + time.Millisecond, persistent
-}
-
-func sleepCtx(ctx context.Context, closing <-chan struct{}, d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	t := getTimer(d)
-	defer putTimer(t)
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	case <-closing:
-	}
 }

@@ -456,15 +456,17 @@ func (c *Client) precheck(ctx context.Context, resource string, ttl time.Duratio
 	return nil
 }
 
-// Lock acquires resource for ttl, trying 1 + MaxRetry times with a jittered
-// delay between attempts (or as Config.RetryStrategy says). ctx bounds the
-// whole call: when it ends, the error is ErrNotObtained joined with ctx.Err().
+// Lock acquires resource for ttl, waiting up to MaxRetry times, a jittered
+// RetryInterval each (or as Config.RetryStrategy says), between attempts.
+// ctx bounds the whole call: when it ends, the error matches both
+// ErrNotObtained and ctx.Err().
 //
-// Once an attempt found the resource busy, Lock also listens for the
-// holder's release (as Await does): the next attempt is made when the
-// release is announced, or when the delay has passed, whichever comes
-// first. Each attempt counts against the strategy. An uncontended Lock
-// never subscribes.
+// Once an attempt found the resource busy, Lock listens for the holder's
+// release (as Await does; wait.go): it subscribes, tries once more at once
+// (a release before the subscription is not missed), and from then on each
+// wait ends when the release is announced, when the delay has passed, or
+// when the key expires on the masters, whichever comes first. Each wait
+// counts against the strategy. An uncontended Lock never subscribes.
 func (c *Client) Lock(ctx context.Context, resource string, ttl time.Duration) (*Lock, error) {
 	if c.obs == nil {
 		return c.lock(ctx, resource, ttl, nil)
@@ -476,52 +478,13 @@ func (c *Client) lock(ctx context.Context, resource string, ttl time.Duration, t
 	if err := c.precheck(ctx, resource, ttl); err != nil {
 		return nil, err
 	}
-	var timer *time.Timer
-	var w *waiter
-	for retry := 1; ; retry++ {
-		if w != nil {
-			select { // announcements that arrived before this attempt are answered by it
-			case <-w.wake:
-			default:
-			}
-		}
-		l, err := c.attempt(ctx, resource, ttl, tr)
-		if err == nil {
-			return l, nil
-		}
-		if !errors.Is(err, ErrNotObtained) || ctx.Err() != nil {
-			return nil, err
-		}
-		delay, ok := c.s.RetryStrategy.Backoff(retry)
-		if !ok {
-			return nil, c.lastAttempt(ctx, resource, err)
-		}
-		if qe := (*QuorumError)(nil); w == nil && errors.As(err, &qe) && qe.No() > 0 {
-			// Busy (not only masters down): listen for the release.
-			g, _ := c.route(resource)
-			w, _ = c.hub.enqueue(c.s.KeyPrefix+resource, g)
-			defer c.hub.leave(w)
-			c.hub.subscribe(ctx, w.q, false)
-		}
-		if timer == nil {
-			timer = time.NewTimer(delay)
-			defer timer.Stop()
-		} else {
-			timer.Reset(delay)
-		}
-		var wake <-chan struct{}
-		if w != nil {
-			wake = w.wake
-		}
-		select {
-		case <-wake:
-		case <-timer.C:
-		case <-ctx.Done():
-			return nil, withCause(err, ctx.Err())
-		case <-c.closing:
-			return nil, withCause(err, ErrClosed)
-		}
+	var l *Lock
+	a := c.plainAcquisition(ctx, resource, ttl, tr, &l)
+	a.strategy = c.s.RetryStrategy
+	if err := c.acquireLoop(ctx, a); err != nil {
+		return nil, err
 	}
+	return l, nil
 }
 
 // attempt is one Redlock acquisition with a fresh token.

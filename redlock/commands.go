@@ -198,8 +198,8 @@ func decode(op opKind, cmd *redis.Cmd) (ok bool, val int64, err error) {
 		return false, 0, err
 	}
 	switch op {
-	case opPTTL:
-		return true, v, nil // every answer counts: val says how long the key lives
+	case opPTTL, opBusyLeft:
+		return true, v, nil // every answer counts: val says how long the key (or what blocks) lives
 	case opRelease:
 		return v >= 1, max(v-1, 0), nil
 	case opAcquireFence, opRLockFence, opWLockFence, opSemAcquireFence, opMultiAcquireFence:

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -304,19 +305,46 @@ func (e *opError) Unwrap() []error {
 // withCause returns err (an acquisition's error) ended by cause (the
 // caller's context error, or ErrClosed): still one line, matching both.
 func withCause(err, cause error) error {
-	var qe *QuorumError
-	if errors.As(err, &qe) && qe.cause == nil {
-		cp := *qe
-		cp.cause = cause
-		return &cp
+	switch e := err.(type) { //nolint:errorlint // the error an attempt returned itself: its own cause is set
+	case *QuorumError:
+		if e.cause == nil {
+			cp := *e
+			cp.cause = cause
+			return &cp
+		}
+	case *opError:
+		if e.cause == nil {
+			cp := *e
+			cp.cause = cause
+			return &cp
+		}
+	case *lineError:
+		return &lineError{msg: e.msg + "; " + causeText(cause), errs: append(slices.Clone(e.errs), cause)}
 	}
-	var oe *opError
-	if errors.As(err, &oe) && oe.cause == nil {
-		cp := *oe
-		cp.cause = cause
-		return &cp
+	return &lineError{msg: oneLine(err.Error()) + "; " + causeText(cause), errs: []error{err, cause}}
+}
+
+// lineError is several errors said in one line: errors.Is and errors.As
+// reach each of them (errors.Join's one-line form).
+type lineError struct {
+	msg  string
+	errs []error
+}
+
+func (e *lineError) Error() string   { return e.msg }
+func (e *lineError) Unwrap() []error { return e.errs }
+
+// inLine says errs one after the other ("; " between them), each without a
+// second "redlock: " prefix.
+func inLine(errs []error) string {
+	var b strings.Builder
+	for i, err := range errs {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(causeText(err))
 	}
-	return fmt.Errorf("%w; %w", err, cause)
+	return b.String()
 }
 
 // oneLine folds a multi-line message into one line.

@@ -61,12 +61,7 @@ type partFence struct {
 	slots []int
 }
 
-func (p *multiPart) name() string {
-	if len(p.resources) == 1 {
-		return p.resources[0]
-	}
-	return fmt.Sprintf("%s (+%d more)", p.resources[0], len(p.resources)-1)
-}
+func (p *multiPart) name() string { return setName(p.resources) }
 
 // LockAll acquires every resource for ttl, all or nothing: either it returns
 // a MultiLock holding all of them, or nothing stays locked on any master.
@@ -97,9 +92,9 @@ func (c *Client) LockAll(ctx context.Context, resources []string, ttl time.Durat
 }
 
 func (c *Client) lockAll(ctx context.Context, resources []string, ttl time.Duration, try bool) (*MultiLock, error) {
-	set, err := c.checkResources(resources, ttl)
-	if err != nil {
-		return nil, err
+	set, bad := c.checkResources(resources, ttl)
+	if bad != nil {
+		return nil, bad
 	}
 	if err := c.refuseMoving("lockall", set...); err != nil {
 		return nil, err
@@ -107,37 +102,34 @@ func (c *Client) lockAll(ctx context.Context, resources []string, ttl time.Durat
 	if c.closed.Load() {
 		return nil, ErrClosed
 	}
+	name := setName(set)
 	if err := ctx.Err(); err != nil {
-		return nil, errors.Join(ErrNotObtained, err)
+		return nil, &opError{op: opMultiAcquire.String(), resource: name, sentinel: ErrNotObtained, cause: err}
 	}
 	parts := c.partition(set)
-	var timer *time.Timer
-	for retry := 1; ; retry++ {
-		m, err := c.attemptAll(ctx, set, parts, ttl)
-		if err == nil {
-			return m, nil
-		}
-		if try || ctx.Err() != nil {
-			return nil, err
-		}
-		delay, ok := c.s.RetryStrategy.Backoff(retry)
-		if !ok {
-			return nil, err
-		}
-		if timer == nil {
-			timer = time.NewTimer(delay)
-			defer timer.Stop()
-		} else {
-			timer.Reset(delay)
-		}
-		select {
-		case <-timer.C:
-		case <-ctx.Done():
-			return nil, errors.Join(err, ctx.Err())
-		case <-c.closing:
-			return nil, errors.Join(err, ErrClosed)
-		}
+	strategy := c.s.RetryStrategy
+	if try {
+		strategy = NoRetry()
 	}
+	var m *MultiLock
+	err := c.acquireLoop(ctx, acquisition{op: opMultiAcquire.String(), resource: name, strategy: strategy,
+		try: func() (busy []waitKey, err error) {
+			m, busy, err = c.attemptAll(ctx, set, parts, ttl)
+			return busy, err
+		}})
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// setName names a set of resources in an error: the first, and how many
+// more.
+func setName(set []string) string {
+	if len(set) == 1 {
+		return set[0]
+	}
+	return fmt.Sprintf("%s (+%d more)", set[0], len(set)-1)
 }
 
 // checkResources validates LockAll's arguments and returns the resources
@@ -206,8 +198,10 @@ func eachPart(parts []*multiPart, fn func(i int, p *multiPart)) {
 	wg.Wait()
 }
 
-// attemptAll is one all-or-nothing acquisition with a fresh token.
-func (c *Client) attemptAll(ctx context.Context, set []string, tmpl []*multiPart, ttl time.Duration) (*MultiLock, error) {
+// attemptAll is one all-or-nothing acquisition with a fresh token. When it
+// fails, busy are the keys of the parts that masters refused: a release of
+// one of them may let the next attempt in (the loop waits for them).
+func (c *Client) attemptAll(ctx context.Context, set []string, tmpl []*multiPart, ttl time.Duration) (m *MultiLock, busy []waitKey, err error) {
 	token := newToken()
 	ms := ttlMillis(ttl)
 	parts := make([]*multiPart, len(tmpl))
@@ -228,7 +222,14 @@ func (c *Client) attemptAll(ctx context.Context, set []string, tmpl []*multiPart
 	var errs []error
 	for i, p := range parts {
 		if results[i].yes < p.g.quorum {
-			errs = append(errs, p.g.quorumError(opMultiAcquire, p.name(), results[i]))
+			qe := p.g.quorumError(opMultiAcquire, p.name(), results[i])
+			errs = append(errs, qe)
+			if qe.No() > 0 {
+				for _, k := range p.keys {
+					busy = append(busy, waitKey{key: k, g: p.g, need: p.g.quorum,
+						left: request{op: opPTTL, key: k, hash: p.hash, timeout: c.s.NodeTimeout}})
+				}
+			}
 		}
 	}
 	if len(errs) == 0 && time.Now().Before(until) && c.s.Fencing {
@@ -241,20 +242,24 @@ func (c *Client) attemptAll(ctx context.Context, set []string, tmpl []*multiPart
 	}
 	if len(errs) == 0 && time.Now().Before(until) {
 		return &MultiLock{c: c, resources: set, token: token, parts: parts, keyTTL: ttl, done: make(chan struct{}),
-			changed: make(chan struct{}, 1), until: until}, nil
+			changed: make(chan struct{}, 1), until: until}, nil, nil
 	}
 	// Not all: release every part on every master where it may have landed.
 	for _, p := range parts {
 		p.g.releaseDetached(request{op: opMultiRelease, key: p.keys[0], keys: p.keys, token: token, hash: p.hash,
 			timeout: c.s.ReleaseTimeout, keepMask: p.mayHold, keepFor: keyLife(ttl, c.s.DriftFactor)})
 	}
+	msg := fmt.Sprintf("redlock: %s %q: not obtained: ", opMultiAcquire, setName(set))
 	if len(errs) == 0 {
-		errs = append(errs, fmt.Errorf("redlock: lock all %d resources: every part reached a quorum but the validity ran out (the attempt took %v)", len(set), time.Since(start)))
+		msg += fmt.Sprintf("every part reached a quorum but the validity ran out (the attempt took %v)", time.Since(start))
+	} else {
+		msg += inLine(errs)
 	}
 	if err := ctx.Err(); err != nil {
+		msg += "; " + causeText(err)
 		errs = append(errs, err)
 	}
-	return nil, errors.Join(append([]error{ErrNotObtained}, errs...)...)
+	return nil, busy, &lineError{msg: msg, errs: append([]error{ErrNotObtained}, errs...)}
 }
 
 // argv is the part's fenced acquire ARGV: token, ttl in ms, and its
@@ -367,7 +372,8 @@ func (m *MultiLock) Extend(ctx context.Context, ttl time.Duration) error {
 	case len(notHeld) > 0:
 		m.setUntilLocked(time.Time{})
 		m.lost()
-		return fmt.Errorf("%w: %w", ErrNotHeld, errors.Join(notHeld...))
+		return &lineError{msg: fmt.Sprintf("redlock: %s %q: not held: %s", opMultiExtend, setName(m.resources), inLine(notHeld)),
+			errs: append([]error{ErrNotHeld}, notHeld...)}
 	case len(failed) == 0 && time.Now().Before(newUntil):
 		m.setUntilLocked(newUntil)
 		return nil
@@ -383,7 +389,7 @@ func (m *MultiLock) Extend(ctx context.Context, ttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		failed = append(failed, err)
 	}
-	return errors.Join(failed...)
+	return &lineError{msg: fmt.Sprintf("redlock: %s %q: %s", opMultiExtend, setName(m.resources), inLine(failed)), errs: failed}
 }
 
 // Release deletes every key where it still holds the token, one script per
@@ -406,18 +412,23 @@ func (m *MultiLock) Release(ctx context.Context) error {
 	eachPart(m.parts, func(i int, p *multiPart) {
 		r := p.g.fanout(ctx, request{op: opMultiRelease, key: p.keys[0], keys: p.keys, token: m.token, hash: p.hash,
 			timeout: c.s.NodeTimeout, keepMask: p.mayHold, keepFor: max(keep, 0)})
-		switch {
+		switch qe := p.g.quorumError(opMultiRelease, p.name(), r); {
 		case r.yes >= p.g.quorum:
 		case r.no >= p.g.quorum:
-			errs[i] = fmt.Errorf("%w: %w", ErrNotHeld, p.g.quorumError(opMultiRelease, p.name(), r))
+			qe.sentinel = ErrNotHeld
+			errs[i] = qe
 		default:
-			errs[i] = p.g.quorumError(opMultiRelease, p.name(), r)
-			if err := ctx.Err(); err != nil {
-				errs[i] = errors.Join(errs[i], err)
-			}
+			qe.cause = ctx.Err()
+			errs[i] = qe
 		}
 	})
-	return errors.Join(errs...)
+	if errs = slices.DeleteFunc(errs, func(err error) bool { return err == nil }); len(errs) <= 1 {
+		if len(errs) == 0 {
+			return nil
+		}
+		return errs[0]
+	}
+	return &lineError{msg: fmt.Sprintf("redlock: %s %q: %s", opMultiRelease, setName(m.resources), inLine(errs)), errs: errs}
 }
 
 // String names the resources (for logs).

@@ -22,11 +22,13 @@ redis.call("zadd", KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
 keep(KEYS[2], tonumber(ARGV[2]))
 return 1`)
 
-	// runlockScript (token, unused): removes the share; 1 if it was live.
-	runlockScript = newScript(`
+	// runlockScript (token, unused): removes the share and announces it
+	// (a waiting writer retries); 1 if it was live.
+	runlockScript = newScript(luaAnnounce + `
 local s = redis.call("zscore", KEYS[2], ARGV[1])
 if not s then return 0 end
 redis.call("zrem", KEYS[2], ARGV[1])
+announce(KEYS[1], ARGV[1])
 ` + luaNow + `
 if tonumber(s) > now then return 1 end
 return 0`)
@@ -66,14 +68,18 @@ return 0`)
 
 	// wunlockScript (token, waiter): compare-and-delete of the writer key;
 	// the waiter's mark goes too (a master that refused the writer may
-	// still carry it).
-	wunlockScript = newScript(`
+	// still carry it). Either deletion is announced — with the token, or
+	// with the waiter's id when a writer that gives up lifts its mark
+	// (token "") — so blocked readers and writers retry.
+	wunlockScript = newScript(luaAnnounce + `
 local r = 0
 if redis.call("get", KEYS[1]) == ARGV[1] then
   redis.call("del", KEYS[1])
   r = 1
 end
-if ARGV[2] ~= "" and redis.call("get", KEYS[3]) == ARGV[2] then redis.call("del", KEYS[3]) end
+local lifted = ARGV[2] ~= "" and redis.call("get", KEYS[3]) == ARGV[2]
+if lifted then redis.call("del", KEYS[3]) end
+if r == 1 then announce(KEYS[1], ARGV[1]) elseif lifted then announce(KEYS[1], ARGV[2]) end
 return r`)
 
 	// wextendScript (token, ttl): compare-and-pexpire of the writer key.
@@ -153,7 +159,7 @@ func (m *RWMutex) RLock(ctx context.Context, ttl time.Duration) (*Lock, error) {
 	if err := m.s.c.precheck(ctx, m.s.resource, ttl); err != nil {
 		return nil, err
 	}
-	return m.s.retry(ctx, func() (*Lock, error) { return m.s.attempt(ctx, kindRead, ttl, "") })
+	return m.s.acquire(ctx, opRLock, func() (*Lock, error) { return m.s.attempt(ctx, kindRead, ttl, "") }, "r")
 }
 
 // TryRLock makes one attempt to take a reader's share for ttl. It returns
@@ -174,7 +180,7 @@ func (m *RWMutex) Lock(ctx context.Context, ttl time.Duration) (*Lock, error) {
 		return nil, err
 	}
 	waiter := newToken()
-	l, err := m.s.retry(ctx, func() (*Lock, error) { return m.s.attempt(ctx, kindWrite, ttl, waiter, waiter, "1") })
+	l, err := m.s.acquire(ctx, opWLock, func() (*Lock, error) { return m.s.attempt(ctx, kindWrite, ttl, waiter, waiter, "1") }, "w")
 	if err != nil {
 		// Lift the waiting mark on every master, detached from ctx. The
 		// empty token matches no writer key; a master that misses this

@@ -133,11 +133,11 @@ func TestScriptedOpsTable(t *testing.T) {
 	if opScripted <= opExists {
 		t.Fatalf("scripted operations start at %d, inside the plain ones (up to %d)", opScripted, opExists)
 	}
-	if n := int(opSemExtend-opScripted) + 1; n != len(scriptedOpNames) {
+	if n := int(opBusyLeft-opScripted) + 1; n != len(scriptedOpNames) {
 		t.Fatalf("%d scripted operations, %d names", n, len(scriptedOpNames))
 	}
 	seen := map[string]bool{}
-	for op := opScripted; op <= opSemExtend; op++ {
+	for op := opScripted; op <= opBusyLeft; op++ {
 		if scriptOf(op) == nil || op.String() == "" || seen[op.String()] {
 			t.Fatalf("op %d: script %v, name %q (seen %v)", op, scriptOf(op), op.String(), seen[op.String()])
 		}

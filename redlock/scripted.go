@@ -17,6 +17,7 @@ const (
 	opSemAcquire                     // add a permit holder if fewer than k hold
 	opSemRelease                     // remove a permit holder
 	opSemExtend                      // push one permit holder's expiry
+	opBusyLeft                       // how long a master may still refuse a reader, writer or permit (waiters' bound)
 )
 
 // scriptedOpNames are the scripted operations' names (opKind.String), in
@@ -25,6 +26,7 @@ var scriptedOpNames = [...]string{
 	"rlock", "rlock release", "rlock extend",
 	"wlock", "wlock release", "wlock extend",
 	"acquire permit", "release permit", "extend permit",
+	"busy",
 }
 
 // isAcquire tells the operations that take a lock (a quorum of "no" does not
@@ -80,6 +82,8 @@ func scriptOf(op opKind) *script {
 		return semReleaseScript
 	case opSemExtend:
 		return semExtendScript
+	case opBusyLeft:
+		return busyLeftScript
 	}
 	return nil
 }
@@ -110,4 +114,41 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   if redis.call("pttl", key) < ms then redis.call("pexpire", key, ms) end
 end
 `
+	// luaAnnounce is a release's announcement on key's release channel,
+	// under pcall as in the plain release (releaseScriptSrc): it wakes the
+	// waiters of RWMutex and Semaphore (wait.go).
+	luaAnnounce = `local function announce(key, who)
+  redis.pcall("publish", "` + releasedChannelPrefix + `" .. key, who)
+end
+`
 )
+
+// busyLeftScript (mode, k) answers how long, in ms of this master's clock,
+// it may still refuse an acquisition — 0 when it would grant it now, -1
+// when a key without expiry blocks it: a waiter's bound, so that a lost
+// announcement costs at most that (wait.go). Mode "r" is a reader (RWMutex
+// keys: the writer and the waiting mark block it), "w" a writer (the
+// writer and the live readers block it), "s" a permit of k (Semaphore
+// keys: until fewer than k live holders are left).
+var busyLeftScript = newScript(luaNow + `
+local function left(key)
+  local ms = redis.call("pttl", key)
+  if ms == -1 then return -1 end
+  return math.max(ms, 0)
+end
+local function later(a, b)
+  if a == -1 or b == -1 then return -1 end
+  return math.max(a, b)
+end
+if ARGV[1] == "r" then return later(left(KEYS[1]), left(KEYS[3])) end
+if ARGV[1] == "w" then
+  local top = redis.call("zrange", KEYS[2], -1, -1, "withscores")
+  local r = 0
+  if top[2] then r = math.max(tonumber(top[2]) - now, 0) end
+  return later(left(KEYS[1]), r)
+end
+local k = tonumber(ARGV[2])
+local n = redis.call("zcount", KEYS[1], "(" .. now, "+inf")
+if n < k then return 0 end
+local s = redis.call("zrangebyscore", KEYS[1], "(" .. now, "+inf", "withscores", "limit", n - k, 1)
+return math.max(tonumber(s[2]) - now, 0)`)

@@ -37,11 +37,13 @@ keep(KEYS[1], ttl)
 keep(KEYS[2], ttl)
 return 1`)
 
-	// semReleaseScript (token, unused): removes the holder; 1 if it was live.
-	semReleaseScript = newScript(`
+	// semReleaseScript (token, unused): removes the holder and announces it
+	// (a waiter retries); 1 if it was live.
+	semReleaseScript = newScript(luaAnnounce + `
 local s = redis.call("zscore", KEYS[1], ARGV[1])
 if not s then return 0 end
 redis.call("zrem", KEYS[1], ARGV[1])
+announce(KEYS[1], ARGV[1])
 if redis.call("zcard", KEYS[1]) == 0 then redis.call("del", KEYS[2]) end
 ` + luaNow + `
 if tonumber(s) > now then return 1 end
@@ -172,7 +174,7 @@ func (s *Semaphore) Acquire(ctx context.Context, ttl time.Duration) (*Lock, erro
 	if err := s.s.c.precheck(ctx, s.s.resource, ttl); err != nil {
 		return nil, err
 	}
-	return s.s.retry(ctx, func() (*Lock, error) { return s.s.attempt(ctx, kindPermit, ttl, "", s.permits) })
+	return s.s.acquire(ctx, opSemAcquire, func() (*Lock, error) { return s.s.attempt(ctx, kindPermit, ttl, "", s.permits) }, "s", s.permits)
 }
 
 // TryAcquire makes one attempt to take a permit for ttl (see Acquire); the

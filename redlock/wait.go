@@ -1,0 +1,356 @@
+package redlock
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+)
+
+// The one retry loop of every blocking acquisition: Lock, Await,
+// RWMutex.Lock and RLock, Semaphore.Acquire and LockAll (acquireLoop).
+//
+// An attempt that masters refused names the keys whose release could let
+// the next one in. The loop then joins those keys' wait queues (await.go)
+// and subscribes their release channels (notify.go), and — subscribed
+// before it — makes the attempt again at once, so that a release between
+// the refused attempt and the subscription is not missed. From then on
+// each wait ends at whichever comes first: the release, announced by as
+// many of the group's masters as an acquisition needs; the retry delay
+// (Config.RetryStrategy: RetryInterval with jitter, MaxRetry waits); and
+// the time the masters may still refuse, asked of them (the key's PTTL, or
+// for a reader, writer or permit the server-clock expiry of what blocks
+// it), so that a lost announcement costs at most one TTL. An attempt that
+// succeeds at once never subscribes: waiting costs the uncontended path
+// nothing.
+
+// waitKey is a key whose release may let a refused acquisition through.
+type waitKey struct {
+	key  string // announced on releasedChannelPrefix + key
+	g    *group
+	need int     // the masters an acquisition needs: a release deletes on as many
+	left request // asks each master how long it may still refuse (opPTTL, or opBusyLeft)
+}
+
+// acquisition is one blocking acquisition as acquireLoop runs it.
+type acquisition struct {
+	op, resource string // name an error that comes before any attempt
+	// try makes one attempt. When masters refused it (busy), it returns
+	// the keys whose release may let the next attempt in; nil otherwise.
+	try func() (busy []waitKey, err error)
+	// strategy gives the delay of each wait and the number of waits
+	// (Config.RetryStrategy). nil: as long as ctx allows, first come first
+	// served within the client (Await): the loop queues on keys before the
+	// first attempt and attempts only at the head of the queue.
+	strategy RetryStrategy
+	keys     []waitKey // with a nil strategy: the keys to queue on
+	// vet checks the error of the last attempt, and of an attempt that met
+	// a key without expiry (Lock's lastAttempt); nil: as it is.
+	vet func(error) error
+}
+
+// isBusy tells an acquisition's error that masters refused (they answered
+// "no": the resource is held), from one that failed for no answers.
+func isBusy(err error) bool {
+	var qe *QuorumError
+	return errors.As(err, &qe) && qe.No() > 0
+}
+
+// acquireLoop runs a until an attempt succeeds (nil), fails otherwise than
+// with ErrNotObtained, the strategy gives up, ctx ends or the client
+// closes. The error of an ended wait is the last attempt's with the cause
+// (ctx.Err() or ErrClosed), in one line, matching ErrNotObtained and it.
+func (c *Client) acquireLoop(ctx context.Context, a acquisition) error {
+	ls := listeners{c: c, wake: make(chan struct{}, 1)}
+	defer ls.leave()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	var last error
+	ended := func(cause error) error {
+		if last != nil {
+			return withCause(last, cause)
+		}
+		return &opError{op: a.op, resource: a.resource, sentinel: ErrNotObtained, cause: cause}
+	}
+	const untimed = -1
+	wait, timed := false, time.Duration(untimed)
+	if a.strategy == nil {
+		alone := ls.add(a.keys)
+		if d := c.hub.yielding(a.keys[0].key); !alone || d > 0 {
+			// Others of this client wait already: queue up behind them.
+			// Or this client just released it while others waited: let
+			// them go first.
+			ls.subscribe(ctx)
+			wait, timed = true, untimed
+			if alone {
+				timed = d
+			}
+		}
+	}
+	waits := 0
+	delay, delayAsked := time.Duration(0), false
+	for {
+		if wait {
+			if timed >= 0 {
+				timer.Reset(timed)
+			}
+			select {
+			case <-ls.wake:
+			case <-timer.C:
+			case <-ctx.Done():
+				return ended(ctx.Err())
+			case <-c.closing:
+				return ended(ErrClosed)
+			}
+			timer.Stop()
+			wait = false
+		}
+		if a.strategy == nil && !ls.head() {
+			wait, timed = true, untimed
+			continue
+		}
+		select { // announcements that arrived before this attempt are answered by it
+		case <-ls.wake:
+		default:
+		}
+		busy, err := a.try()
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, ErrNotObtained) || ctx.Err() != nil {
+			return err
+		}
+		last = err
+		if c.closed.Load() {
+			return ended(ErrClosed)
+		}
+		if a.strategy != nil && !delayAsked {
+			var ok bool
+			if delay, ok = a.strategy.Backoff(waits + 1); !ok {
+				return a.vetted(err)
+			}
+			delayAsked = true
+		}
+		if ls.add(busy); ls.unsubscribed() {
+			// Subscribed now: try again at once (same wait), so that a
+			// release before the subscription is not missed.
+			ls.subscribe(ctx)
+			continue
+		}
+		waits++
+		delayAsked = false
+		timed = delay
+		if a.strategy == nil {
+			timed = jitter(c.s.RetryInterval) // no master answered "no": nothing to be woken by
+		}
+		if len(busy) > 0 {
+			var qe *QuorumError
+			if errors.As(err, &qe) && qe.Yes() > 0 {
+				// A split vote: competitors woken by the same announcement
+				// desynchronize before the next round.
+				sleepCtx(ctx, c.closing, rand.N(5*time.Millisecond))
+			}
+			left, persistent := c.busyFor(ctx, busy)
+			if persistent && a.vet != nil {
+				if e := a.vet(err); e != err { //nolint:errorlint // identity: did vet replace err?
+					return e // e.g. a key of another type: not a lock to wait for
+				}
+			}
+			if a.strategy == nil || left < timed {
+				timed = left
+			}
+		}
+		wait = true
+	}
+}
+
+func (a *acquisition) vetted(err error) error {
+	if a.vet == nil {
+		return err
+	}
+	return a.vet(err)
+}
+
+// listeners are one acquisition's waiters: one per key it waits for, all
+// woken on one channel.
+type listeners struct {
+	c     *Client
+	wake  chan struct{}
+	ws    []*waiter
+	keys  map[string]bool // key → subscribed
+	fresh []*waitQueue    // queues joined and not subscribed yet
+}
+
+// add joins the queues of the keys not joined yet; alone reports that
+// nobody of this client waited for any of them.
+func (ls *listeners) add(keys []waitKey) (alone bool) {
+	alone = true
+	for _, k := range keys {
+		if _, ok := ls.keys[k.key]; ok {
+			continue
+		}
+		if ls.keys == nil {
+			ls.keys = make(map[string]bool, len(keys))
+		}
+		w, first := ls.c.hub.enqueue(k.key, k.g, k.need, ls.wake)
+		ls.ws = append(ls.ws, w)
+		ls.keys[k.key] = false
+		ls.fresh = append(ls.fresh, w.q)
+		alone = alone && first
+	}
+	return alone
+}
+
+// unsubscribed reports queues joined and not subscribed yet.
+func (ls *listeners) unsubscribed() bool { return len(ls.fresh) > 0 }
+
+// subscribe subscribes the queues joined since the last call.
+func (ls *listeners) subscribe(ctx context.Context) {
+	if len(ls.fresh) == 0 {
+		return
+	}
+	ls.c.hub.subscribe(ctx, ls.fresh...)
+	for _, q := range ls.fresh {
+		ls.keys[q.key] = true
+	}
+	ls.fresh = ls.fresh[:0]
+}
+
+// head reports whether it heads every queue it is in.
+func (ls *listeners) head() bool {
+	for _, w := range ls.ws {
+		if !ls.c.hub.isHead(w) {
+			return false
+		}
+	}
+	return true
+}
+
+func (ls *listeners) leave() {
+	for _, w := range ls.ws {
+		ls.c.hub.leave(w)
+	}
+}
+
+// busyFor asks the masters how long keys may still block an acquisition:
+// for each key, the time until as many masters as an acquisition needs
+// would grant it (the need-th smallest of their answers), and the longest
+// of those over keys. When too few masters answer, or a key without
+// expiry counts (persistent), it is a jittered RetryInterval.
+func (c *Client) busyFor(ctx context.Context, keys []waitKey) (d time.Duration, persistent bool) {
+	if len(keys) == 1 {
+		return c.busyForKey(ctx, keys[0])
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, k := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			kd, kp := c.busyForKey(ctx, k)
+			mu.Lock()
+			d, persistent = max(d, kd), persistent || kp
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return d, persistent
+}
+
+func (c *Client) busyForKey(ctx context.Context, k waitKey) (d time.Duration, persistent bool) {
+	q := k.left
+	q.need = k.need
+	r := k.g.fanout(ctx, q)
+	var ms []int64
+	for _, sl := range r.slots {
+		rp := sl.reply
+		if !rp.done || rp.err != nil {
+			continue
+		}
+		switch {
+		case rp.val == -1:
+			persistent = true
+			ms = append(ms, 1<<62)
+		case rp.val < 0:
+			ms = append(ms, 0)
+		default:
+			ms = append(ms, rp.val)
+		}
+	}
+	if len(ms) < k.need {
+		return jitter(c.s.RetryInterval), persistent
+	}
+	slices.Sort(ms)
+	if q := ms[k.need-1]; q < 1<<62 {
+		return time.Duration(q)*time.Millisecond + time.Millisecond, persistent
+	}
+	return jitter(c.s.RetryInterval), true
+}
+
+func sleepCtx(ctx context.Context, closing <-chan struct{}, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := getTimer(d)
+	defer putTimer(t)
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	case <-closing:
+	}
+}
+
+// plainAcquisition is Lock's and Await's: attempts of resource for ttl,
+// each stored in *out, woken by the release of its key.
+func (c *Client) plainAcquisition(ctx context.Context, resource string, ttl time.Duration, tr *trace, out **Lock) acquisition {
+	g, h := c.route(resource)
+	key := c.s.KeyPrefix + resource
+	keys := []waitKey{{key: key, g: g, need: g.quorum, left: request{op: opPTTL, key: key, hash: h, timeout: c.s.NodeTimeout}}}
+	return acquisition{op: opAcquire.String(), resource: resource, keys: keys,
+		try: func() ([]waitKey, error) {
+			l, err := c.attempt(ctx, resource, ttl, tr)
+			*out = l
+			if isBusy(err) {
+				return keys, err
+			}
+			return nil, err
+		},
+		vet: func(err error) error { return c.lastAttempt(ctx, resource, err) },
+	}
+}
+
+// Await acquires resource for ttl, waiting as long as ctx allows: it is woken
+// by the release of the current holder (announced by the masters over
+// pub/sub), not by polling. When ctx ends first, the error matches both
+// ErrNotObtained and ctx.Err() (errors.Is; the one-line form of
+// errors.Join(ErrNotObtained, ctx.Err())) and no key is left behind.
+//
+// Waiters of one Client for one resource are served first come, first
+// served: only the longest-waiting one competes when a release is
+// announced. Across clients each release is a fresh race between the heads
+// of their queues, and a client that just released the resource while
+// others waited lets them go first, so no client starves another.
+//
+// Every wait is bounded by the key's remaining PTTL on the masters (a
+// holder that crashed, or an announcement lost with a subscription
+// connection, costs at most that); waits fall back to these timers while a
+// master's subscription connection is being re-established. A key of
+// another type at the resource's key is reported as an error, not waited
+// for. Lock's retries are woken by the same announcements (one loop serves
+// both).
+func (c *Client) Await(ctx context.Context, resource string, ttl time.Duration) (*Lock, error) {
+	if err := c.precheck(ctx, resource, ttl); err != nil {
+		return nil, err
+	}
+	if err := c.refuseMoving("await", resource); err != nil {
+		return nil, err
+	}
+	var l *Lock
+	if err := c.acquireLoop(ctx, c.plainAcquisition(ctx, resource, ttl, nil, &l)); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
