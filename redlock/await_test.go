@@ -352,10 +352,15 @@ func TestLockRetryWokenByRelease(t *testing.T) {
 
 // awaitAsync runs Await in the background.
 func awaitAsync(c *Client, ctx context.Context, resource string, ttl time.Duration) (<-chan *Lock, <-chan error) {
+	return lockAsync(func() (*Lock, error) { return c.Await(ctx, resource, ttl) })
+}
+
+// lockAsync runs an acquisition in the background.
+func lockAsync(acquire func() (*Lock, error)) (<-chan *Lock, <-chan error) {
 	got := make(chan *Lock, 1)
 	errc := make(chan error, 1)
 	go func() {
-		l, err := c.Await(ctx, resource, ttl)
+		l, err := acquire()
 		if err != nil {
 			errc <- err
 			return

@@ -456,17 +456,16 @@ func (c *Client) precheck(ctx context.Context, resource string, ttl time.Duratio
 	return nil
 }
 
-// Lock acquires resource for ttl, waiting up to MaxRetry times, a jittered
-// RetryInterval each (or as Config.RetryStrategy says), between attempts.
-// ctx bounds the whole call: when it ends, the error matches both
-// ErrNotObtained and ctx.Err().
+// Lock acquires resource for ttl in 1 + MaxRetry attempts at most, with a
+// jittered RetryInterval (or what Config.RetryStrategy says) as the longest
+// wait between two. ctx bounds the whole call: when it ends, the error
+// matches both ErrNotObtained and ctx.Err().
 //
 // Once an attempt found the resource busy, Lock listens for the holder's
-// release (as Await does; wait.go): it subscribes, tries once more at once
-// (a release before the subscription is not missed), and from then on each
-// wait ends when the release is announced, when the delay has passed, or
-// when the key expires on the masters, whichever comes first. Each wait
-// counts against the strategy. An uncontended Lock never subscribes.
+// release (as Await does; wait.go): the next attempt is made when the
+// release is announced, when the key expires on the masters, or when the
+// delay has passed, whichever comes first. Each attempt counts against the
+// strategy. An uncontended Lock never subscribes.
 func (c *Client) Lock(ctx context.Context, resource string, ttl time.Duration) (*Lock, error) {
 	if c.obs == nil {
 		return c.lock(ctx, resource, ttl, nil)

@@ -199,6 +199,12 @@ func (e *QuorumError) Error() string {
 	return b.String()
 }
 
+// outcome is what Error says after the operation and the resource: the
+// outcome and the votes ("busy (1 of 3 masters said yes, …)").
+func (e *QuorumError) outcome() string {
+	return strings.TrimPrefix(strings.TrimPrefix(e.Error(), fmt.Sprintf("redlock: %s %q: ", e.Op, e.Resource)), "not obtained: ")
+}
+
 // reason is the one-word outcome.
 func (e *QuorumError) reason() string {
 	switch {

@@ -223,6 +223,7 @@ func (c *Client) attemptAll(ctx context.Context, set []string, tmpl []*multiPart
 	for i, p := range parts {
 		if results[i].yes < p.g.quorum {
 			qe := p.g.quorumError(opMultiAcquire, p.name(), results[i])
+			qe.sentinel = ErrNotObtained
 			errs = append(errs, qe)
 			if qe.No() > 0 {
 				for _, k := range p.keys {
@@ -249,11 +250,23 @@ func (c *Client) attemptAll(ctx context.Context, set []string, tmpl []*multiPart
 		p.g.releaseDetached(request{op: opMultiRelease, key: p.keys[0], keys: p.keys, token: token, hash: p.hash,
 			timeout: c.s.ReleaseTimeout, keepMask: p.mayHold, keepFor: keyLife(ttl, c.s.DriftFactor)})
 	}
+	// One line: "redlock: lockall "a (+2 more)": not obtained: busy (…)"
+	// for one group, each group's part named after "not obtained: " for
+	// several.
 	msg := fmt.Sprintf("redlock: %s %q: not obtained: ", opMultiAcquire, setName(set))
-	if len(errs) == 0 {
+	switch {
+	case len(errs) == 0:
 		msg += fmt.Sprintf("every part reached a quorum but the validity ran out (the attempt took %v)", time.Since(start))
-	} else {
-		msg += inLine(errs)
+	case len(parts) == 1:
+		msg += errs[0].(*QuorumError).outcome() //nolint:errorlint,forcetypeassert // built just above
+	default:
+		for i, err := range errs {
+			if i > 0 {
+				msg += "; "
+			}
+			qe := err.(*QuorumError) //nolint:errorlint,forcetypeassert // built just above
+			msg += fmt.Sprintf("%q: %s", qe.Resource, qe.outcome())
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		msg += "; " + causeText(err)

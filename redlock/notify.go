@@ -12,17 +12,20 @@ import (
 	"time"
 )
 
-// Release notifications: the release script PUBLISHes the released token on
-// releasedChannelPrefix + key on every master where it deleted the key. A
-// client's waiters (Await, and Lock between its retries) share one
-// subscription connection per master — dedicated, outside PoolSize, opened
-// on the first wait and closed by Close. Each key with waiters is one
-// channel, subscribed while the key has waiters in this client.
+// Release notifications: every release script PUBLISHes the released token
+// on releasedChannelPrefix + key on every master where it deleted the key
+// (for RWMutex and Semaphore, key is their first key, and a reader's,
+// writer's or permit's release is announced alike). A client's waiters (the
+// blocking acquisitions of wait.go) share one subscription connection per
+// master — dedicated, outside PoolSize, opened on the first wait and closed
+// by Close. Each key with waiters is one channel, subscribed while the key
+// has waiters in this client.
 //
 // Messages only make waiting fast; they are never needed for safety or
-// liveness: every wait is bounded (by the key's remaining PTTL for Await, by
-// the retry delay for Lock), so a lost message — a subscription connection
-// killed, a master paused or down — costs at most that bound.
+// liveness: every wait is bounded by the time the masters may still refuse
+// (the key's PTTL, or the expiry of the blocking shares and permits) and by
+// the retry delay, so a lost message — a subscription connection killed, a
+// master paused or down — costs at most that bound.
 
 // subscriber is one master's subscription connection.
 type subscriber struct {

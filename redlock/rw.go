@@ -151,8 +151,11 @@ func (c *Client) RWMutex(resource string) *RWMutex {
 func (m *RWMutex) Resource() string { return m.s.resource }
 
 // RLock takes a reader's share for ttl, retrying as Client.Lock does (Config
-// RetryStrategy; ctx bounds the whole call). It is refused while a writer
-// holds the lock or waits for it. The share is held on a majority of the
+// RetryStrategy; ctx bounds the whole call): a retry happens when the
+// writer that keeps it out releases or gives up (the masters announce it),
+// or when the writer's key or mark expires on the masters, at the latest
+// after the strategy's delay. It is refused while a writer holds the lock
+// or waits for it. The share is held on a majority of the
 // group; it expires on its own at ttl (server clock) unless extended, and
 // the returned Lock's Release gives back exactly this share.
 func (m *RWMutex) RLock(ctx context.Context, ttl time.Duration) (*Lock, error) {
@@ -173,8 +176,11 @@ func (m *RWMutex) TryRLock(ctx context.Context, ttl time.Duration) (*Lock, error
 }
 
 // Lock takes the lock exclusively (no reader, no other writer) for ttl,
-// retrying as Client.Lock does. While it waits, it keeps new readers out
-// (see RWMutex); when it gives up, it lifts that mark.
+// retrying as Client.Lock does: a retry happens at each release of a
+// reader's share or of the writer's lock (announced by the masters), or
+// when the last of them expires on the masters, at the latest after the
+// strategy's delay. While it waits, it keeps new readers out (see
+// RWMutex); when it gives up, it lifts that mark.
 func (m *RWMutex) Lock(ctx context.Context, ttl time.Duration) (*Lock, error) {
 	if err := m.s.c.precheck(ctx, m.s.resource, ttl); err != nil {
 		return nil, err

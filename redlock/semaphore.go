@@ -165,7 +165,10 @@ func (s *Semaphore) Permits() int { return s.permits }
 func (s *Semaphore) Quorum() int { return s.s.need }
 
 // Acquire takes one permit for ttl, retrying as Client.Lock does (Config
-// RetryStrategy; ctx bounds the whole call). The permit is held on Quorum
+// RetryStrategy; ctx bounds the whole call): a retry happens when a holder
+// releases its permit (announced by Quorum masters), or when enough
+// holders' permits expire on the masters, at the latest after the
+// strategy's delay. The permit is held on Quorum
 // masters and expires on its own at ttl (server clock) unless extended.
 // When every permit is taken or too few masters answer, the error is
 // ErrNotObtained joined with a *QuorumError; a permits mismatch is

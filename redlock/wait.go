@@ -13,18 +13,18 @@ import (
 // RWMutex.Lock and RLock, Semaphore.Acquire and LockAll (acquireLoop).
 //
 // An attempt that masters refused names the keys whose release could let
-// the next one in. The loop then joins those keys' wait queues (await.go)
-// and subscribes their release channels (notify.go), and — subscribed
-// before it — makes the attempt again at once, so that a release between
-// the refused attempt and the subscription is not missed. From then on
-// each wait ends at whichever comes first: the release, announced by as
-// many of the group's masters as an acquisition needs; the retry delay
-// (Config.RetryStrategy: RetryInterval with jitter, MaxRetry waits); and
-// the time the masters may still refuse, asked of them (the key's PTTL, or
-// for a reader, writer or permit the server-clock expiry of what blocks
-// it), so that a lost announcement costs at most one TTL. An attempt that
-// succeeds at once never subscribes: waiting costs the uncontended path
-// nothing.
+// the next one in. The loop then joins those keys' wait queues (await.go),
+// subscribes their release channels (notify.go) and — subscribed — asks
+// the masters how long those keys may still refuse (the key's PTTL, or for
+// a reader, writer or permit the server-clock expiry of what blocks it): a
+// release between the refused attempt and the subscription shows there,
+// one after it is announced. Each wait ends at whichever comes first: the
+// release, announced by as many of the group's masters as an acquisition
+// needs; that remaining time, so that a lost announcement costs at most one
+// TTL; and the retry delay (Config.RetryStrategy: a jittered
+// RetryInterval; every attempt after the first is one of its MaxRetry
+// retries, whatever woke it). An attempt that succeeds at once never
+// subscribes: waiting costs the uncontended path nothing.
 
 // waitKey is a key whose release may let a refused acquisition through.
 type waitKey struct {
@@ -76,7 +76,7 @@ func (c *Client) acquireLoop(ctx context.Context, a acquisition) error {
 		return &opError{op: a.op, resource: a.resource, sentinel: ErrNotObtained, cause: cause}
 	}
 	const untimed = -1
-	wait, timed := false, time.Duration(untimed)
+	wait, timed := false, time.Duration(untimed) // wait before the next attempt: always but before the first
 	if a.strategy == nil {
 		alone := ls.add(a.keys)
 		if d := c.hub.yielding(a.keys[0].key); !alone || d > 0 {
@@ -90,8 +90,7 @@ func (c *Client) acquireLoop(ctx context.Context, a acquisition) error {
 			}
 		}
 	}
-	waits := 0
-	delay, delayAsked := time.Duration(0), false
+	retry := 0
 	for {
 		if wait {
 			if timed >= 0 {
@@ -106,7 +105,6 @@ func (c *Client) acquireLoop(ctx context.Context, a acquisition) error {
 				return ended(ErrClosed)
 			}
 			timer.Stop()
-			wait = false
 		}
 		if a.strategy == nil && !ls.head() {
 			wait, timed = true, untimed
@@ -127,26 +125,22 @@ func (c *Client) acquireLoop(ctx context.Context, a acquisition) error {
 		if c.closed.Load() {
 			return ended(ErrClosed)
 		}
-		if a.strategy != nil && !delayAsked {
-			var ok bool
-			if delay, ok = a.strategy.Backoff(waits + 1); !ok {
+		retry++
+		timed = jitter(c.s.RetryInterval) // Await: no master answered "no", nothing to be woken by
+		if a.strategy != nil {
+			delay, ok := a.strategy.Backoff(retry)
+			if !ok {
 				return a.vetted(err)
 			}
-			delayAsked = true
-		}
-		if ls.add(busy); ls.unsubscribed() {
-			// Subscribed now: try again at once (same wait), so that a
-			// release before the subscription is not missed.
-			ls.subscribe(ctx)
-			continue
-		}
-		waits++
-		delayAsked = false
-		timed = delay
-		if a.strategy == nil {
-			timed = jitter(c.s.RetryInterval) // no master answered "no": nothing to be woken by
+			timed = delay
 		}
 		if len(busy) > 0 {
+			// Subscribe (once per key), then ask the masters how long
+			// the keys may still block: a release between the attempt and
+			// the subscription shows there (the wait is then ~0), a
+			// release from now on is announced.
+			ls.add(busy)
+			ls.subscribe(ctx)
 			var qe *QuorumError
 			if errors.As(err, &qe) && qe.Yes() > 0 {
 				// A split vote: competitors woken by the same announcement
@@ -203,9 +197,6 @@ func (ls *listeners) add(keys []waitKey) (alone bool) {
 	}
 	return alone
 }
-
-// unsubscribed reports queues joined and not subscribed yet.
-func (ls *listeners) unsubscribed() bool { return len(ls.fresh) > 0 }
 
 // subscribe subscribes the queues joined since the last call.
 func (ls *listeners) subscribe(ctx context.Context) {
