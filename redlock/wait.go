@@ -238,14 +238,12 @@ func (c *Client) busyFor(ctx context.Context, keys []waitKey) (d time.Duration, 
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, k := range keys {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			kd, kp := c.busyForKey(ctx, k)
 			mu.Lock()
 			d, persistent = max(d, kd), persistent || kp
 			mu.Unlock()
-		}()
+		})
 	}
 	wg.Wait()
 	return d, persistent
