@@ -91,20 +91,42 @@ func (c *Client) acquireLoop(ctx context.Context, a acquisition) error {
 		}
 	}
 	retry := 0
+	var bound chan busyAnswer // the masters' answer for the current wait, while it is asked
+	stopAsking := func() {}
+	defer func() { stopAsking() }()
 	for {
 		if wait {
+			end := time.Now().Add(timed)
 			if timed >= 0 {
 				timer.Reset(timed)
 			}
-			select {
-			case <-ls.wake:
-			case <-timer.C:
-			case <-ctx.Done():
-				return ended(ctx.Err())
-			case <-c.closing:
-				return ended(ErrClosed)
+			for wait {
+				select {
+				case <-ls.wake:
+					wait = false
+				case <-timer.C:
+					wait = false
+				case b := <-bound:
+					bound = nil
+					if b.persistent && a.vet != nil {
+						if e := a.vet(last); e != last { //nolint:errorlint // identity: did vet replace it?
+							return e // e.g. a key of another type: not a lock to wait for
+						}
+					}
+					if at := time.Now().Add(b.d); timed < 0 || at.Before(end) {
+						timer.Stop()
+						timer.Reset(b.d)
+						timed, end = b.d, at
+					}
+				case <-ctx.Done():
+					return ended(ctx.Err())
+				case <-c.closing:
+					return ended(ErrClosed)
+				}
 			}
 			timer.Stop()
+			bound = nil
+			stopAsking() // woken before the answer came: it is not needed
 		}
 		if a.strategy == nil && !ls.head() {
 			wait, timed = true, untimed
@@ -126,7 +148,10 @@ func (c *Client) acquireLoop(ctx context.Context, a acquisition) error {
 			return ended(ErrClosed)
 		}
 		retry++
-		timed = jitter(c.s.RetryInterval) // Await: no master answered "no", nothing to be woken by
+		timed = untimed // Await: until woken, or until the masters' bound
+		if len(busy) == 0 {
+			timed = jitter(c.s.RetryInterval) // no master answered "no": nothing to be woken by
+		}
 		if a.strategy != nil {
 			delay, ok := a.strategy.Backoff(retry)
 			if !ok {
@@ -134,31 +159,46 @@ func (c *Client) acquireLoop(ctx context.Context, a acquisition) error {
 			}
 			timed = delay
 		}
-		if len(busy) > 0 {
-			// Subscribe (once per key), then ask the masters how long
-			// the keys may still block: a release between the attempt and
-			// the subscription shows there (the wait is then ~0), a
-			// release from now on is announced.
-			ls.add(busy)
-			ls.subscribe(ctx)
-			var qe *QuorumError
-			if errors.As(err, &qe) && qe.Yes() > 0 {
-				// A split vote: competitors woken by the same announcement
-				// desynchronize before the next round.
-				sleepCtx(ctx, c.closing, rand.N(5*time.Millisecond))
-			}
-			left, persistent := c.busyFor(ctx, busy)
-			if persistent && a.vet != nil {
-				if e := a.vet(err); e != err { //nolint:errorlint // identity: did vet replace err?
-					return e // e.g. a key of another type: not a lock to wait for
-				}
-			}
-			if a.strategy == nil || left < timed {
-				timed = left
-			}
-		}
 		wait = true
+		if len(busy) == 0 {
+			continue
+		}
+		// Subscribe (once per key); then the wait begins, and the masters
+		// are asked meanwhile how long the keys may still block: a release
+		// between the attempt and the subscription shows in their answer
+		// (the wait then ends at once), one from now on is announced.
+		ls.add(busy)
+		ls.subscribe(ctx)
+		if qe := (*QuorumError)(nil); errors.As(err, &qe) && qe.Yes() > 0 {
+			// A split vote: nobody may hold it now, and competitors woken
+			// by the same announcement desynchronize before the next round.
+			if d := rand.N(5 * time.Millisecond); timed < 0 || d < timed {
+				timed = d
+			}
+			continue
+		}
+		bound, stopAsking = c.askBusy(ctx, busy)
 	}
+}
+
+// busyAnswer is the masters' answer to busyFor.
+type busyAnswer struct {
+	d          time.Duration
+	persistent bool
+}
+
+// askBusy asks busyFor in the background (Close waits for it); the answer
+// comes on the channel returned, unless stop (or ctx) ends the question
+// first.
+func (c *Client) askBusy(ctx context.Context, keys []waitKey) (answer chan busyAnswer, stop func()) {
+	out := make(chan busyAnswer, 1)
+	qctx, cancel := context.WithCancel(ctx)
+	c.goBackground(func() {
+		defer cancel()
+		d, p := c.busyFor(qctx, keys)
+		out <- busyAnswer{d, p}
+	})
+	return out, cancel
 }
 
 func (a *acquisition) vetted(err error) error {
@@ -277,19 +317,6 @@ func (c *Client) busyForKey(ctx context.Context, k waitKey) (d time.Duration, pe
 		return time.Duration(q)*time.Millisecond + time.Millisecond, persistent
 	}
 	return jitter(c.s.RetryInterval), true
-}
-
-func sleepCtx(ctx context.Context, closing <-chan struct{}, d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	t := getTimer(d)
-	defer putTimer(t)
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	case <-closing:
-	}
 }
 
 // plainAcquisition is Lock's and Await's: attempts of resource for ttl,
