@@ -92,6 +92,7 @@ func (c *Client) acquireLoop(ctx context.Context, a acquisition) error {
 	}
 	retry := 0
 	var bound chan busyAnswer // the masters' answer for the current wait, while it is asked
+	var desync time.Duration  // added to it after a split vote
 	stopAsking := func() {}
 	defer func() { stopAsking() }()
 	for {
@@ -113,10 +114,11 @@ func (c *Client) acquireLoop(ctx context.Context, a acquisition) error {
 							return e // e.g. a key of another type: not a lock to wait for
 						}
 					}
-					if at := time.Now().Add(b.d); timed < 0 || at.Before(end) {
+					d := b.d + desync
+					if at := time.Now().Add(d); timed < 0 || at.Before(end) {
 						timer.Stop()
-						timer.Reset(b.d)
-						timed, end = b.d, at
+						timer.Reset(d)
+						timed, end = d, at
 					}
 				case <-ctx.Done():
 					return ended(ctx.Err())
@@ -169,13 +171,11 @@ func (c *Client) acquireLoop(ctx context.Context, a acquisition) error {
 		// (the wait then ends at once), one from now on is announced.
 		ls.add(busy)
 		ls.subscribe(ctx)
+		desync = 0
 		if qe := (*QuorumError)(nil); errors.As(err, &qe) && qe.Yes() > 0 {
-			// A split vote: nobody may hold it now, and competitors woken
-			// by the same announcement desynchronize before the next round.
-			if d := rand.N(5 * time.Millisecond); timed < 0 || d < timed {
-				timed = d
-			}
-			continue
+			// A split vote: competitors woken by the same announcement
+			// desynchronize before the next round.
+			desync = rand.N(5 * time.Millisecond)
 		}
 		bound, stopAsking = c.askBusy(ctx, busy)
 	}

@@ -696,3 +696,69 @@ func TestWaitUncontendedNeverSubscribes(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitSplitVoteDoesNotPoll: the holder's key is on two masters of
+// three (the third lost it), and the waiters reach those two through slow
+// links, so every attempt of a waiter is a split vote (the third's yes
+// comes first). Split votes make waiters desynchronize by a few ms, but the
+// waiters still wait for the release (or the key's minute-long PTTL): they
+// settle, poll nothing, and get the lock at the release.
+func TestWaitSplitVoteDoesNotPoll(t *testing.T) {
+	f := fleet(t, 1, 3)
+	holder := newClient(t, clusterConfig(f))
+	cfg := wakeOnly(clusterConfig(f))
+	for i := range 2 {
+		p := &tcpProxy{upstream: f[0][i].Addr(), addr: "127.0.0.1:0", delay: 20 * time.Millisecond}
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Stop)
+		cfg.Servers[i] = p.Addr()
+	}
+	c := newClient(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	l, err := holder.Lock(ctx, "split", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the key on every master", func() bool {
+		return onMasters(raws(t, f[0]), func(m *redis.Client) bool { return m.Exists(ctx, "split").Val() == 1 }) == 3
+	})
+	if err := raw(t, f[0][2]).Del(ctx, "split").Err(); err != nil {
+		t.Fatal(err)
+	}
+	gotA, errcA := awaitAsync(c, ctx, "split", 10*time.Second)
+	gotL, errcL := lockAsync(func() (*Lock, error) { return c.Lock(ctx, "split", 10*time.Second) })
+	waitSubscribed(t, f[0], "split", 1)
+	quiet(t, c)
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var first *Lock
+	select {
+	case first = <-gotA:
+	case first = <-gotL:
+	case err := <-errcA:
+		t.Fatal(err)
+	case err := <-errcL:
+		t.Fatal(err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("no waiter got the lock at the release")
+	}
+	if err := first.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case l := <-gotA:
+		_ = l.Release(ctx)
+	case l := <-gotL:
+		_ = l.Release(ctx)
+	case err := <-errcA:
+		t.Fatal(err)
+	case err := <-errcL:
+		t.Fatal(err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the second waiter did not get the lock at the first one's release")
+	}
+}
