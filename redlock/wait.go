@@ -214,8 +214,8 @@ type listeners struct {
 	c     *Client
 	wake  chan struct{}
 	ws    []*waiter
-	keys  map[string]bool // key → subscribed
-	fresh []*waitQueue    // queues joined and not subscribed yet
+	keys  map[string]struct{} // the keys joined
+	fresh []*waitQueue        // queues joined and not subscribed yet
 }
 
 // add joins the queues of the keys not joined yet; alone reports that
@@ -227,11 +227,11 @@ func (ls *listeners) add(keys []waitKey) (alone bool) {
 			continue
 		}
 		if ls.keys == nil {
-			ls.keys = make(map[string]bool, len(keys))
+			ls.keys = make(map[string]struct{}, len(keys))
 		}
 		w, first := ls.c.hub.enqueue(k.key, k.g, k.need, ls.wake)
 		ls.ws = append(ls.ws, w)
-		ls.keys[k.key] = false
+		ls.keys[k.key] = struct{}{}
 		ls.fresh = append(ls.fresh, w.q)
 		alone = alone && first
 	}
@@ -244,9 +244,6 @@ func (ls *listeners) subscribe(ctx context.Context) {
 		return
 	}
 	ls.c.hub.subscribe(ctx, ls.fresh...)
-	for _, q := range ls.fresh {
-		ls.keys[q.key] = true
-	}
 	ls.fresh = ls.fresh[:0]
 }
 
