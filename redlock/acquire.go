@@ -2,6 +2,7 @@ package redlock
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -106,25 +107,43 @@ func (s *scripted) attempt(ctx context.Context, kind *lockKind, ttl time.Duratio
 	return nil, qe
 }
 
-// acquire runs attempt in the one retry loop of blocking acquisitions
-// (acquireLoop, wait.go): when masters refused it, the loop waits for the
-// next release announced on the resource's channel (every release script
-// of RWMutex and Semaphore announces on keys[0]'s), bounded by
-// Config.RetryStrategy and by how long the masters may still refuse
-// (busyLeftScript with left: "r", "w", or "s" and the permits).
-func (s *scripted) acquire(ctx context.Context, op opKind, attempt func() (*Lock, error), left ...any) (*Lock, error) {
+// acquire takes kind (attempt's arguments) in the one retry loop of
+// blocking acquisitions (acquireLoop, wait.go): when masters refused it,
+// the loop waits for the next release announced on the resource's channel
+// (every release script of RWMutex and Semaphore announces on keys[0]'s),
+// bounded by Config.RetryStrategy and by how long the masters may still
+// refuse (busyLeftScript in mode "r", "w" or "s" with permits). The first
+// attempt is made here: an uncontended one allocates nothing for waiting.
+func (s *scripted) acquire(ctx context.Context, kind *lockKind, ttl time.Duration, extra, mode string, permits int, argv ...any) (*Lock, error) {
+	l, err := s.attempt(ctx, kind, ttl, extra, argv...)
+	if err == nil {
+		return l, nil
+	}
+	return s.wait(ctx, kind, ttl, extra, mode, permits, argv, err)
+}
+
+// wait is acquire after a first attempt that failed with err.
+func (s *scripted) wait(ctx context.Context, kind *lockKind, ttl time.Duration, extra, mode string, permits int, argv []any, err error) (*Lock, error) {
 	c := s.c
+	args := newScriptArgs(opBusyLeft, s.keys, "", mode)
+	if mode == "s" {
+		args = newScriptArgs(opBusyLeft, s.keys, "", mode, permits)
+	}
 	keys := []waitKey{{key: s.keys[0], g: s.g, need: s.quorum(), left: request{op: opBusyLeft, key: s.keys[0], hash: s.hash,
-		timeout: c.s.NodeTimeout, args: newScriptArgs(opBusyLeft, s.keys, "", left...)}}}
+		timeout: c.s.NodeTimeout, args: args}}}
+	busyOf := func(err error) []waitKey {
+		if isBusy(err) {
+			return keys
+		}
+		return nil
+	}
 	var l *Lock
-	err := c.acquireLoop(ctx, acquisition{op: op.String(), resource: s.resource, strategy: c.s.RetryStrategy,
-		try: func() ([]waitKey, error) {
-			var err error
-			l, err = attempt()
-			if isBusy(err) {
-				return keys, err
-			}
-			return nil, err
+	own := slices.Clone(argv) // the caller's (variadic) argv stays on its stack
+	err = c.acquireLoop(ctx, acquisition{op: kind.acquire.String(), resource: s.resource, strategy: c.s.RetryStrategy,
+		firstErr: err, firstBusy: busyOf(err),
+		try: func() (busy []waitKey, err error) {
+			l, err = s.attempt(ctx, kind, ttl, extra, own...)
+			return busyOf(err), err
 		}})
 	if err != nil {
 		return nil, err

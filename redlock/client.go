@@ -477,8 +477,17 @@ func (c *Client) lock(ctx context.Context, resource string, ttl time.Duration, t
 	if err := c.precheck(ctx, resource, ttl); err != nil {
 		return nil, err
 	}
+	l, err := c.attempt(ctx, resource, ttl, tr)
+	if err == nil {
+		return l, nil // uncontended: nothing spent on waiting
+	}
+	return c.waitLock(ctx, resource, ttl, tr, err)
+}
+
+// waitLock is Lock after a first attempt that failed with err.
+func (c *Client) waitLock(ctx context.Context, resource string, ttl time.Duration, tr *trace, err error) (*Lock, error) {
 	var l *Lock
-	a := c.plainAcquisition(ctx, resource, ttl, tr, &l)
+	a := c.plainAcquisition(ctx, resource, ttl, tr, &l, err)
 	a.strategy = c.s.RetryStrategy
 	if err := c.acquireLoop(ctx, a); err != nil {
 		return nil, err

@@ -107,12 +107,19 @@ func (c *Client) lockAll(ctx context.Context, resources []string, ttl time.Durat
 		return nil, &opError{op: opMultiAcquire.String(), resource: name, sentinel: ErrNotObtained, cause: err}
 	}
 	parts := c.partition(set)
-	strategy := c.s.RetryStrategy
-	if try {
-		strategy = NoRetry()
+	m, busy, err := c.attemptAll(ctx, set, parts, ttl)
+	if err == nil || try {
+		return m, err
 	}
+	return c.waitAll(ctx, set, parts, ttl, busy, err)
+}
+
+// waitAll is lockAll after a first attempt that failed with err (busy on
+// the keys busy): the one retry loop of blocking acquisitions (wait.go).
+func (c *Client) waitAll(ctx context.Context, set []string, parts []*multiPart, ttl time.Duration, busy []waitKey, err error) (*MultiLock, error) {
 	var m *MultiLock
-	err := c.acquireLoop(ctx, acquisition{op: opMultiAcquire.String(), resource: name, strategy: strategy,
+	err = c.acquireLoop(ctx, acquisition{op: opMultiAcquire.String(), resource: setName(set), strategy: c.s.RetryStrategy,
+		firstErr: err, firstBusy: busy,
 		try: func() (busy []waitKey, err error) {
 			m, busy, err = c.attemptAll(ctx, set, parts, ttl)
 			return busy, err

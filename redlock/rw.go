@@ -162,7 +162,7 @@ func (m *RWMutex) RLock(ctx context.Context, ttl time.Duration) (*Lock, error) {
 	if err := m.s.c.precheck(ctx, m.s.resource, ttl); err != nil {
 		return nil, err
 	}
-	return m.s.acquire(ctx, opRLock, func() (*Lock, error) { return m.s.attempt(ctx, kindRead, ttl, "") }, "r")
+	return m.s.acquire(ctx, kindRead, ttl, "", "r", 0)
 }
 
 // TryRLock makes one attempt to take a reader's share for ttl. It returns
@@ -186,7 +186,7 @@ func (m *RWMutex) Lock(ctx context.Context, ttl time.Duration) (*Lock, error) {
 		return nil, err
 	}
 	waiter := newToken()
-	l, err := m.s.acquire(ctx, opWLock, func() (*Lock, error) { return m.s.attempt(ctx, kindWrite, ttl, waiter, waiter, "1") }, "w")
+	l, err := m.s.acquire(ctx, kindWrite, ttl, waiter, "w", 0, waiter, "1")
 	if err != nil {
 		// Lift the waiting mark on every master, detached from ctx. The
 		// empty token matches no writer key; a master that misses this

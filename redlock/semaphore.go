@@ -177,7 +177,7 @@ func (s *Semaphore) Acquire(ctx context.Context, ttl time.Duration) (*Lock, erro
 	if err := s.s.c.precheck(ctx, s.s.resource, ttl); err != nil {
 		return nil, err
 	}
-	return s.s.acquire(ctx, opSemAcquire, func() (*Lock, error) { return s.s.attempt(ctx, kindPermit, ttl, "", s.permits) }, "s", s.permits)
+	return s.s.acquire(ctx, kindPermit, ttl, "", "s", s.permits, s.permits)
 }
 
 // TryAcquire makes one attempt to take a permit for ttl (see Acquire); the

@@ -40,6 +40,11 @@ type acquisition struct {
 	// try makes one attempt. When masters refused it (busy), it returns
 	// the keys whose release may let the next attempt in; nil otherwise.
 	try func() (busy []waitKey, err error)
+	// firstErr (with firstBusy) is the outcome of a first attempt the
+	// caller made itself — so that the uncontended path allocates nothing
+	// for the loop; nil: the loop makes the first attempt.
+	firstErr  error
+	firstBusy []waitKey
 	// strategy gives the delay of each wait and the number of waits
 	// (Config.RetryStrategy). nil: as long as ctx allows, first come first
 	// served within the client (Await): the loop queues on keys before the
@@ -68,6 +73,7 @@ func (c *Client) acquireLoop(ctx context.Context, a acquisition) error {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	first := a.firstErr != nil
 	var last error
 	ended := func(cause error) error {
 		if last != nil {
@@ -138,7 +144,13 @@ func (c *Client) acquireLoop(ctx context.Context, a acquisition) error {
 		case <-ls.wake:
 		default:
 		}
-		busy, err := a.try()
+		var busy []waitKey
+		var err error
+		if first {
+			busy, err, first = a.firstBusy, a.firstErr, false
+		} else {
+			busy, err = a.try()
+		}
 		if err == nil {
 			return nil
 		}
@@ -317,19 +329,23 @@ func (c *Client) busyForKey(ctx context.Context, k waitKey) (d time.Duration, pe
 }
 
 // plainAcquisition is Lock's and Await's: attempts of resource for ttl,
-// each stored in *out, woken by the release of its key.
-func (c *Client) plainAcquisition(ctx context.Context, resource string, ttl time.Duration, tr *trace, out **Lock) acquisition {
+// each stored in *out, woken by the release of its key; firstErr is the
+// first attempt's error if the caller made it (nil: none made).
+func (c *Client) plainAcquisition(ctx context.Context, resource string, ttl time.Duration, tr *trace, out **Lock, firstErr error) acquisition {
 	g, h := c.route(resource)
 	key := c.s.KeyPrefix + resource
 	keys := []waitKey{{key: key, g: g, need: g.quorum, left: request{op: opPTTL, key: key, hash: h, timeout: c.s.NodeTimeout}}}
-	return acquisition{op: opAcquire.String(), resource: resource, keys: keys,
+	busyOf := func(err error) []waitKey {
+		if isBusy(err) {
+			return keys
+		}
+		return nil
+	}
+	return acquisition{op: opAcquire.String(), resource: resource, keys: keys, firstErr: firstErr, firstBusy: busyOf(firstErr),
 		try: func() ([]waitKey, error) {
 			l, err := c.attempt(ctx, resource, ttl, tr)
 			*out = l
-			if isBusy(err) {
-				return keys, err
-			}
-			return nil, err
+			return busyOf(err), err
 		},
 		vet: func(err error) error { return c.lastAttempt(ctx, resource, err) },
 	}
@@ -362,7 +378,7 @@ func (c *Client) Await(ctx context.Context, resource string, ttl time.Duration) 
 		return nil, err
 	}
 	var l *Lock
-	if err := c.acquireLoop(ctx, c.plainAcquisition(ctx, resource, ttl, nil, &l)); err != nil {
+	if err := c.acquireLoop(ctx, c.plainAcquisition(ctx, resource, ttl, nil, &l, nil)); err != nil {
 		return nil, err
 	}
 	return l, nil
