@@ -70,11 +70,22 @@ func isBusy(err error) bool {
 func (c *Client) acquireLoop(ctx context.Context, a acquisition) error {
 	ls := listeners{c: c, wake: make(chan struct{}, 1)}
 	defer ls.leave()
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
+	var timer *time.Timer // made at the first timed wait
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	arm := func(d time.Duration) {
+		if timer == nil {
+			timer = time.NewTimer(d)
+			return
+		}
+		timer.Stop()
+		timer.Reset(d)
+	}
 	first := a.firstErr != nil
-	var last error
+	last := a.firstErr
 	ended := func(cause error) error {
 		if last != nil {
 			return withCause(last, cause)
@@ -94,6 +105,7 @@ func (c *Client) acquireLoop(ctx context.Context, a acquisition) error {
 			if alone {
 				timed = d
 			}
+			first = false // the caller's attempt is stale: attempt again after the wait
 		}
 	}
 	retry := 0
@@ -104,14 +116,16 @@ func (c *Client) acquireLoop(ctx context.Context, a acquisition) error {
 	for {
 		if wait {
 			end := time.Now().Add(timed)
+			var tick <-chan time.Time
 			if timed >= 0 {
-				timer.Reset(timed)
+				arm(timed)
+				tick = timer.C
 			}
 			for wait {
 				select {
 				case <-ls.wake:
 					wait = false
-				case <-timer.C:
+				case <-tick:
 					wait = false
 				case b := <-bound:
 					bound = nil
@@ -122,8 +136,8 @@ func (c *Client) acquireLoop(ctx context.Context, a acquisition) error {
 					}
 					d := b.d + desync
 					if at := time.Now().Add(d); timed < 0 || at.Before(end) {
-						timer.Stop()
-						timer.Reset(d)
+						arm(d)
+						tick = timer.C
 						timed, end = d, at
 					}
 				case <-ctx.Done():
@@ -132,7 +146,9 @@ func (c *Client) acquireLoop(ctx context.Context, a acquisition) error {
 					return ended(ErrClosed)
 				}
 			}
-			timer.Stop()
+			if timer != nil {
+				timer.Stop()
+			}
 			bound = nil
 			stopAsking() // woken before the answer came: it is not needed
 		}
@@ -377,8 +393,24 @@ func (c *Client) Await(ctx context.Context, resource string, ttl time.Duration) 
 	if err := c.refuseMoving("await", resource); err != nil {
 		return nil, err
 	}
+	var first error
+	if c.hub.nqueue.Load() == 0 && c.hub.nyield.Load() == 0 {
+		// Nobody of this client waits or yields: the first attempt needs
+		// no queue (an uncontended Await costs what a Lock does).
+		l, err := c.attempt(ctx, resource, ttl, nil)
+		if err == nil {
+			return l, nil
+		}
+		first = err
+	}
+	return c.await(ctx, resource, ttl, first)
+}
+
+// await is Await after a first attempt that failed with first (nil: none
+// made).
+func (c *Client) await(ctx context.Context, resource string, ttl time.Duration, first error) (*Lock, error) {
 	var l *Lock
-	if err := c.acquireLoop(ctx, c.plainAcquisition(ctx, resource, ttl, nil, &l, nil)); err != nil {
+	if err := c.acquireLoop(ctx, c.plainAcquisition(ctx, resource, ttl, nil, &l, first)); err != nil {
 		return nil, err
 	}
 	return l, nil
