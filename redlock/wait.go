@@ -196,18 +196,30 @@ func (c *Client) acquireLoop(ctx context.Context, a acquisition) error {
 		// Subscribe (once per key); then the wait begins, and the masters
 		// are asked meanwhile how long the keys may still block: a release
 		// between the attempt and the subscription shows in their answer
-		// (the wait then ends at once), one from now on is announced.
+		// (the wait then ends at once), one from now on is announced. Once
+		// subscribed before the attempt, the answer only bounds a lost
+		// announcement: it is asked after boundGrace, and not at all when
+		// the release comes first (a handoff sends nothing more).
 		ls.add(busy)
-		ls.subscribe(ctx)
+		after := boundGrace
+		if ls.subscribe(ctx) {
+			after = 0
+		}
 		desync = 0
 		if qe := (*QuorumError)(nil); errors.As(err, &qe) && qe.Yes() > 0 {
-			// A split vote: competitors woken by the same announcement
+			// A split vote: nobody may hold it now (no announcement to
+			// come), and competitors woken by the same announcement
 			// desynchronize before the next round.
-			desync = rand.N(5 * time.Millisecond)
+			desync, after = rand.N(5*time.Millisecond), 0
 		}
-		bound, stopAsking = c.askBusy(ctx, busy)
+		bound, stopAsking = c.askBusy(ctx, busy, after)
 	}
 }
+
+// boundGrace is how long a waiter subscribed before its attempt waits for
+// an announcement before it asks the masters how long the keys may still
+// block (see acquireLoop).
+const boundGrace = 10 * time.Millisecond
 
 // busyAnswer is the masters' answer to busyFor.
 type busyAnswer struct {
@@ -215,14 +227,25 @@ type busyAnswer struct {
 	persistent bool
 }
 
-// askBusy asks busyFor in the background (Close waits for it); the answer
-// comes on the channel returned, unless stop (or ctx) ends the question
-// first.
-func (c *Client) askBusy(ctx context.Context, keys []waitKey) (answer chan busyAnswer, stop func()) {
+// askBusy asks busyFor in the background after a pause of after (Close
+// waits for it); the answer comes on the channel returned, unless stop (or
+// ctx, or Close) ends the question first.
+func (c *Client) askBusy(ctx context.Context, keys []waitKey, after time.Duration) (answer chan busyAnswer, stop func()) {
 	out := make(chan busyAnswer, 1)
 	qctx, cancel := context.WithCancel(ctx)
 	c.goBackground(func() {
 		defer cancel()
+		if after > 0 {
+			t := getTimer(after)
+			defer putTimer(t)
+			select {
+			case <-t.C:
+			case <-qctx.Done():
+				return
+			case <-c.closing:
+				return
+			}
+		}
 		d, p := c.busyFor(qctx, keys)
 		out <- busyAnswer{d, p}
 	})
@@ -266,13 +289,15 @@ func (ls *listeners) add(keys []waitKey) (alone bool) {
 	return alone
 }
 
-// subscribe subscribes the queues joined since the last call.
-func (ls *listeners) subscribe(ctx context.Context) {
+// subscribe subscribes the queues joined since the last call, and reports
+// whether there were any.
+func (ls *listeners) subscribe(ctx context.Context) bool {
 	if len(ls.fresh) == 0 {
-		return
+		return false
 	}
 	ls.c.hub.subscribe(ctx, ls.fresh...)
 	ls.fresh = ls.fresh[:0]
+	return true
 }
 
 // head reports whether it heads every queue it is in.
