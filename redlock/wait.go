@@ -18,7 +18,8 @@ import (
 // the masters how long those keys may still refuse (the key's PTTL, or for
 // a reader, writer or permit the server-clock expiry of what blocks it): a
 // release between the refused attempt and the subscription shows there,
-// one after it is announced. Each wait ends at whichever comes first: the
+// one after it is announced. (Later waits, subscribed before their attempt,
+// ask only if no announcement came within boundGrace.) Each wait ends at whichever comes first: the
 // release, announced by as many of the group's masters as an acquisition
 // needs; that remaining time, so that a lost announcement costs at most one
 // TTL; and the retry delay (Config.RetryStrategy: a jittered
