@@ -80,9 +80,12 @@ func (p *multiPart) name() string { return setName(p.resources) }
 // master never keeps a partial set that would block other callers of the
 // free keys until the cleanup arrives, two LockAll calls for overlapping sets
 // cannot each take half a master, and a master's vote is one yes or no for
-// its whole share. It retries as Lock does
-// (Config.RetryStrategy), and ctx bounds everything: when it ends, the
-// error is ErrNotObtained joined with ctx.Err().
+// its whole share. It retries as Lock does (Config.RetryStrategy; one
+// loop serves both, wait.go): after a refused attempt, which holds
+// nothing, the next one happens when a resource of a refused part is
+// released (announced by its masters) or expires there, at the latest
+// after the retry delay. ctx bounds everything: when it ends, the error
+// matches ErrNotObtained and ctx.Err(), in one line.
 //
 // With Config.Fencing, every resource gets a fence (MultiLock.Fence) with
 // the guarantee of Lock.Fence. A master in restart quarantine
