@@ -762,3 +762,39 @@ func TestWaitSplitVoteDoesNotPoll(t *testing.T) {
 		t.Fatal("the second waiter did not get the lock at the first one's release")
 	}
 }
+
+// TestWakeWriterWithAMasterPaused: one master of three is paused (SIGSTOP)
+// while a writer waits behind a reader: the reader's release, announced by
+// the two others, still wakes the writer (retry delays and the reader's TTL
+// are a minute), and the writer holds alone.
+func TestWakeWriterWithAMasterPaused(t *testing.T) {
+	f := fleet(t, 1, 3)
+	cfg := clusterConfig(f)
+	cfg.NodeTimeout = 200 * time.Millisecond
+	readers := newClient(t, cfg)
+	c := newClient(t, wakeOnly(cfg))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r, err := readers.RWMutex("paused-rw").RLock(ctx, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, errc := lockAsync(func() (*Lock, error) { return c.RWMutex("paused-rw").Lock(ctx, 10*time.Second) })
+	waitSubscribed(t, f[0], "paused-rw:rw:writer", 1)
+	quiet(t, c)
+	if err := f[0][2].Pause(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f[0][2].Resume() }()
+	if err := r.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w := expectLock(t, got, errc, "writer after the reader's release, one master paused")
+	if !w.Valid() {
+		t.Fatal("the writer's lock is not valid")
+	}
+	if _, err := readers.RWMutex("paused-rw").TryRLock(ctx, time.Second); !errors.Is(err, ErrNotObtained) {
+		t.Errorf("a reader got in beside the writer: %v", err)
+	}
+	_ = w.Release(ctx)
+}
