@@ -117,6 +117,9 @@ func multiCmd(ctx context.Context, eval bool, src string, sha any, keys []string
 	return redis.NewCmd(ctx, args...)
 }
 
+// newCmd builds cl's command (EVAL instead of EVALSHA with eval). Its
+// key, token and TTL are pointers into cl.args: the command must not outlive
+// the call's answer.
 func newCmd(ctx context.Context, cl *call, eval bool) *redis.Cmd {
 	a := cl.args
 	if a.script != nil {
@@ -129,40 +132,162 @@ func newCmd(ctx context.Context, cl *call, eval bool) *redis.Cmd {
 		return redis.NewCmd(ctx, args...)
 	}
 	switch cl.op {
-	case opAcquire:
-		return redis.NewCmd(ctx, "set", a.key, a.token, "nx", "px", a.ttl)
-	case opRelease:
-		if eval {
-			return redis.NewCmd(ctx, "eval", releaseScriptSrc, 1, a.key, a.token)
+	case opAcquire, opRelease, opExtend:
+		if !eval {
+			return redis.NewCmd(ctx, hotArgs(hotOf(cl.op), a)...)
 		}
-		return redis.NewCmd(ctx, "evalsha", releaseSHA, 1, a.key, a.token)
-	case opExtend:
-		if eval {
-			return redis.NewCmd(ctx, "eval", extendScriptSrc, 1, a.key, a.token, a.ttl)
+		if cl.op == opRelease {
+			return redis.NewCmd(ctx, "eval", releaseScriptSrc, 1, &a.key, &a.token)
 		}
-		return redis.NewCmd(ctx, "evalsha", extendSHA, 1, a.key, a.token, a.ttl)
+		return redis.NewCmd(ctx, "eval", extendScriptSrc, 1, &a.key, &a.token, &a.ttl)
 	case opPTTL:
-		return redis.NewCmd(ctx, "pttl", a.key)
+		return redis.NewCmd(ctx, "pttl", &a.key)
 	case opMultiAcquire:
-		return multiCmd(ctx, eval, multiAcquireScriptSrc, multiAcquireSHA, a.keys, a.token, a.ttl)
+		return multiCmd(ctx, eval, multiAcquireScriptSrc, multiAcquireSHA, a.keys, &a.token, &a.ttl)
 	case opMultiRelease:
-		return multiCmd(ctx, eval, multiReleaseScriptSrc, multiReleaseSHA, a.keys, a.token)
+		return multiCmd(ctx, eval, multiReleaseScriptSrc, multiReleaseSHA, a.keys, &a.token)
 	case opMultiExtend:
-		return multiCmd(ctx, eval, multiExtendScriptSrc, multiExtendSHA, a.keys, a.token, a.ttl)
+		return multiCmd(ctx, eval, multiExtendScriptSrc, multiExtendSHA, a.keys, &a.token, &a.ttl)
 	case opAcquireFence:
 		if eval {
-			return redis.NewCmd(ctx, "eval", fenceAcquireScriptSrc, 2, a.key, a.fence.key, a.token, a.ttl, a.fence.slot)
+			return redis.NewCmd(ctx, "eval", fenceAcquireScriptSrc, 2, &a.key, a.fence.key, &a.token, &a.ttl, a.fence.slot)
 		}
-		return redis.NewCmd(ctx, "evalsha", fenceAcquireSHA, 2, a.key, a.fence.key, a.token, a.ttl, a.fence.slot)
+		return redis.NewCmd(ctx, "evalsha", fenceAcquireSHA, 2, &a.key, a.fence.key, &a.token, &a.ttl, a.fence.slot)
 	case opRaise:
 		if eval {
 			return redis.NewCmd(ctx, "eval", raiseScriptSrc, 1, a.fence.key, a.fence.value, a.fence.slot)
 		}
 		return redis.NewCmd(ctx, "evalsha", raiseSHA, 1, a.fence.key, a.fence.value, a.fence.slot)
 	default:
-		return redis.NewCmd(ctx, "type", a.key)
+		return redis.NewCmd(ctx, "type", &a.key)
 	}
 }
+
+// The hot commands — SET NX PX, and EVALSHA of the release and extend
+// scripts — are reused by each connection (cmdCache) instead of being
+// allocated per master and operation.
+const (
+	hotSet = iota
+	hotRelease
+	hotExtend
+	hotKinds
+	notHot = -1
+)
+
+// hotOf returns op's hot command, or notHot.
+func hotOf(op opKind) int {
+	switch op {
+	case opAcquire:
+		return hotSet
+	case opRelease:
+		return hotRelease
+	case opExtend:
+		return hotExtend
+	}
+	return notHot
+}
+
+// hotArgs returns a new argument list of the hot command k for a.
+func hotArgs(k int, a *cmdArgs) []any {
+	switch k {
+	case hotSet:
+		return []any{"set", &a.key, &a.token, "nx", "px", &a.ttl}
+	case hotRelease:
+		return []any{"evalsha", releaseSHA, 1, &a.key, &a.token}
+	}
+	return []any{"evalsha", extendSHA, 1, &a.key, &a.token, &a.ttl}
+}
+
+// setHotArgs points the reused argument list args of the hot command k at a.
+func setHotArgs(k int, args []any, a *cmdArgs) {
+	switch k {
+	case hotSet:
+		args[1], args[2], args[5] = &a.key, &a.token, &a.ttl
+	case hotRelease:
+		args[3], args[4] = &a.key, &a.token
+	default:
+		args[3], args[4], args[5] = &a.key, &a.token, &a.ttl
+	}
+}
+
+// maxHotCmds bounds the reusable commands a connection keeps per hot
+// command (a larger pipeline allocates the rest): ≈ 224 bytes each.
+const maxHotCmds = 8
+
+// cmdCache is one connection's command scratch space: the pipeline being
+// built, and the hot commands kept for reuse. It belongs to whoever holds
+// the connection, between begin and end.
+type cmdCache struct {
+	cmds   []*redis.Cmd
+	cmders []redis.Cmder
+	hot    [hotKinds]hotCmds
+}
+
+type hotCmds struct {
+	cmds []*redis.Cmd
+	args [][]any // each command's argument list (the one go-redis sends)
+	used int     // taken in this pipeline
+}
+
+// begin returns the (empty) command list of a new pipeline.
+func (c *cmdCache) begin() []*redis.Cmd { return c.cmds[:0] }
+
+// cmd returns cl's command: a reused one for a hot command (its previous
+// reply and error reset), a new one otherwise.
+func (c *cmdCache) cmd(ctx context.Context, cl *call) *redis.Cmd {
+	k := notHot
+	if a := cl.args; a.script == nil && a.fence == nil {
+		k = hotOf(cl.op)
+	}
+	if k == notHot {
+		return newCmd(ctx, cl, false)
+	}
+	h := &c.hot[k]
+	if h.used < len(h.cmds) {
+		cmd := h.cmds[h.used]
+		setHotArgs(k, h.args[h.used], cl.args)
+		h.used++
+		cmd.SetErr(nil)
+		cmd.SetVal(nil)
+		return cmd
+	}
+	args := hotArgs(k, cl.args)
+	cmd := redis.NewCmd(ctx, args...)
+	// Kept only if go-redis sends the very list given to it (it does:
+	// NewCmd keeps its variadic slice), so that setHotArgs changes it.
+	if got := cmd.Args(); len(h.cmds) < maxHotCmds && len(got) == len(args) && &got[0] == &args[0] {
+		h.cmds = append(h.cmds, cmd)
+		h.args = append(h.args, args)
+		h.used++
+	}
+	return cmd
+}
+
+// end closes the pipeline cmds (begin's list): the reused commands are
+// free again, and nothing keeps a call's arguments alive.
+func (c *cmdCache) end(cmds []*redis.Cmd) {
+	for k := range c.hot {
+		h := &c.hot[k]
+		for _, args := range h.args[:h.used] {
+			setHotArgs(k, args, &noArgs)
+		}
+		h.used = 0
+	}
+	clear(cmds)
+	c.cmds = keepScratch(cmds)
+}
+
+// keepScratch returns s emptied for reuse, or nil when it outgrew a
+// pipeline of maxBatch (a renewal batch): an idle connection keeps little.
+func keepScratch[T any](s []T) []T {
+	if cap(s) > maxBatch {
+		return nil
+	}
+	return s[:0]
+}
+
+// noArgs is what an unused hot command points at.
+var noArgs cmdArgs
 
 // decode turns a reply into a vote: yes, no, or an error; val is the
 // reply's number where it carries one (PTTL's milliseconds; for a release,

@@ -190,6 +190,7 @@ func (e *extender) tick(period time.Duration) {
 		}()
 	}
 	wg.Wait()
+	took := time.Since(start)
 	for _, it := range items {
 		r := result{slots: it.slots}
 		for _, sl := range it.slots {
@@ -203,6 +204,11 @@ func (e *extender) tick(period time.Duration) {
 		}
 		err := it.l.extended(r, result{}, start, it.r.ttl, nil)
 		it.l.endExtend()
+		if e.c.obs != nil { // one EventExtend per renewal, as for Extend
+			tr := &trace{attempts: 1, dur: took}
+			tr.record(it.l.g, &r)
+			it.l.observeExtend(context.Background(), tr, err)
+		}
 		e.renewed(it, start, err)
 	}
 }
@@ -282,7 +288,7 @@ func (e *extender) renewOn(nd *node, idx int, items []*item, start time.Time) {
 			}
 		}
 		e.sent.Add(int64(len(calls)))
-		nd.run(res, calls, nil) // answers every call, in order; gives res back
+		nd.run(res, calls) // answers every call, in order; gives res back
 		res = nil
 	}
 	if res != nil {

@@ -29,7 +29,7 @@ type keptRelease struct {
 	op         opKind        // opRelease, or a reader's, writer's or permit's release
 	key, token string        // key: the first key of the operation
 	hash       uint64        // picks the writer: the one its SET went through
-	args       *cmdArgs      // the command, as first sent (immutable; nil: a plain release of key and token)
+	args       *cmdArgs      // a scripted release's command, as first sent (immutable; nil: a plain release of key and token)
 	life       time.Duration // how long the key may live once the master applies it (keyLife)
 }
 
@@ -61,7 +61,10 @@ func (n *node) keepRelease(cl *call) {
 		}
 		kr := keptRelease{op: opRelease, key: k, token: cl.token, hash: cl.hash, life: cl.keepFor}
 		if cl.op != opMultiRelease {
-			kr.op, kr.args = cl.op, cl.args // as sent (a scripted release keeps its script)
+			kr.op = cl.op
+			if cl.args != nil && cl.args.script != nil {
+				kr.args = cl.args // as sent: a scripted release keeps its script (its own, immutable)
+			} // a plain release's args may be its fan-out's, reused: rebuilt from key and token
 		}
 		n.kept = append(n.kept, kr)
 	}

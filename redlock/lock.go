@@ -152,11 +152,25 @@ func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 	}
 	tr := &trace{}
 	err := l.extend(ctx, ttl, tr)
+	l.observeExtend(ctx, tr, err)
+	return err
+}
+
+// observeExtend reports an extension of l (an Extend call, or a renewal of
+// the shared extender) that ended with err, and the lock's loss when the
+// extension found it gone (ErrNotHeld — not an Extend refused because the
+// holder released it).
+func (l *Lock) observeExtend(ctx context.Context, tr *trace, err error) {
 	l.c.observe(tr.lockEvent(ctx, EventExtend, l.g, l.resource, err))
-	if errors.Is(err, ErrNotHeld) {
+	if !errors.Is(err, ErrNotHeld) {
+		return
+	}
+	l.mu.Lock()
+	givenUp := l.released && !l.lost
+	l.mu.Unlock()
+	if !givenUp {
 		l.reportLost(ctx, err)
 	}
-	return err
 }
 
 // reportLost sends EventLost once per lock.

@@ -21,6 +21,12 @@ func fanoutBoth(ctx context.Context, g *group, q request, pg *group, pq request)
 	if pg == nil {
 		return g.fanout(ctx, q), result{}
 	}
+	return fanoutTwo(ctx, g, q, pg, pq)
+}
+
+// fanoutTwo is fanoutBoth with two groups: apart, so that the results its
+// goroutine shares live on the heap only when there are two.
+func fanoutTwo(ctx context.Context, g *group, q request, pg *group, pq request) (r, pr result) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -109,6 +109,7 @@ func TestMigrationErrorOneLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = lo.Release(ctx) }()
+	barrier(t, m.old, r) // TryLock returns at quorum: its last SET lands now
 	_, err = m.mig.TryLock(ctx, r, time.Second)
 	var qe *QuorumError
 	if !errors.Is(err, ErrNotObtained) || !errors.As(err, &qe) || !qe.Busy() {

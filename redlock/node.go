@@ -21,7 +21,7 @@ type node struct {
 	addr    address
 	group   int // index of its quorum group
 	pool    *connPool
-	writers []chan *call
+	writers []*writerQueue
 
 	down      atomic.Bool  // one reconnect loop runs per outage: started by the down CAS
 	downSince atomic.Int64 // unix nanos
@@ -37,6 +37,7 @@ type node struct {
 	pipelines atomic.Int64
 	failures  atomic.Int64
 	downs     atomic.Int64
+	queueFull atomic.Int64 // calls refused because their writer's queue was full
 
 	keptMu        sync.Mutex
 	kept          []keptRelease // releases it missed, sent when it answers again (kept.go)
@@ -56,10 +57,10 @@ func newNode(c *Client, a address, group int) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &node{c: c, addr: a, group: group, pool: pool, writers: make([]chan *call, c.s.PoolSize)}
+	n := &node{c: c, addr: a, group: group, pool: pool, writers: make([]*writerQueue, c.s.PoolSize)}
 	pool.onConnect = n.serverCheck
 	for i := range n.writers {
-		q := make(chan *call, writerQueueLen)
+		q := newWriterQueue()
 		n.writers[i] = q
 		c.wg.Add(1)
 		go n.writeLoop(q)
@@ -96,6 +97,7 @@ type MasterStat struct {
 	Pipelines int64     // pipelines sent (Commands/Pipelines is the batching factor)
 	Failures  int64     // commands that got an error
 	Downs     int64     // times the master was marked down
+	QueueFull int64     // commands refused (a vote of no) because a writer's queue held writerQueueLen (1024) already
 	// QuarantinedUntil is when the master's restart quarantine ends
 	// (Config.RestartQuarantine); zero when it is not quarantined. Until
 	// then it votes no on new locks.
@@ -113,6 +115,7 @@ func (n *node) stat(group int) MasterStat {
 		Pipelines: n.pipelines.Load(),
 		Failures:  n.failures.Load(),
 		Downs:     n.downs.Load(),
+		QueueFull: n.queueFull.Load(),
 		Pool:      n.pool.stat(),
 	}
 	if ds := n.downSince.Load(); ds != 0 {

@@ -27,18 +27,24 @@ type EventKind uint8
 
 // Event kinds.
 const (
-	// EventAcquire ends a Lock or TryLock call (obtained or not). Wait is
-	// the whole call, retries included; Duration is its last attempt (the
-	// fan-out); Attempts counts the attempts; Votes are the last attempt's.
+	// EventAcquire ends a Lock, TryLock or Await call (obtained or not).
+	// Wait is the whole call, retries and waits for a release included;
+	// Duration is its last attempt (the fan-out); Attempts counts the
+	// attempts; Votes are the last attempt's.
 	EventAcquire EventKind = iota + 1
-	// EventExtend ends an Extend call (Duration is the fan-out).
+	// EventExtend ends an Extend call, or a renewal of WithAutoExtend's
+	// shared extender (Context is then context.Background(); Duration is
+	// the renewal pipelines' round trip).
 	EventExtend
 	// EventRelease ends a Release call. Held is the time since the lock was
 	// obtained.
 	EventRelease
-	// EventLost reports a lock known lost while held: an Extend or Release
-	// found a majority no longer holding its token, or Do's watch saw its
-	// validity run out. Held is the time since it was obtained.
+	// EventLost reports a lock known lost while held, once per lock,
+	// whenever the client learns it: an Extend, a renewal of the shared
+	// extender or a Release found a majority no longer holding its token
+	// (or Extend found its validity run out), or the watch of Done or Do
+	// saw its validity run out. An Extend refused because the lock was
+	// released is not a loss. Held is the time since it was obtained.
 	EventLost
 	// EventMasterDown reports a master marked down (Err is why).
 	EventMasterDown

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/quorumlock/quorumlock/internal/redisproc"
 )
 
 // recorder is an Observer that keeps every event.
@@ -138,11 +140,7 @@ func TestObserverLockEvents(t *testing.T) {
 }
 
 func TestObserverLostInDo(t *testing.T) {
-	f := fleet(t, 1, 3)
-	rec := &recorder{}
-	cfg := clusterConfig(f)
-	cfg.Observer = rec
-	c := newClient(t, cfg)
+	_, rec, c := observedFleet(t)
 	err := c.Do(context.Background(), "do-lost", 300*time.Millisecond, func(ctx context.Context) error {
 		<-ctx.Done() // validity runs out: no extension
 		if !errors.Is(context.Cause(ctx), ErrLockLost) {
@@ -261,6 +259,162 @@ func TestObserverMasterQuarantined(t *testing.T) {
 	for _, s := range f[0] {
 		if !seen[s.Addr()] {
 			t.Fatalf("no quarantine event for %s", s.Addr())
+		}
+	}
+}
+
+// TestObserverAwait: Await reports one EventAcquire per call, like Lock —
+// at once for a free resource, after the wait for a held one (its attempts
+// and the whole wait), and canceled when ctx ends first.
+func TestObserverAwait(t *testing.T) {
+	f, rec, c := observedFleet(t)
+	holder := newClient(t, clusterConfig(f))
+	ctx := context.Background()
+
+	l, err := c.Await(ctx, "aw", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := rec.take()
+	if len(evs) != 1 || evs[0].Kind != EventAcquire || evs[0].Outcome != OutcomeOK || evs[0].Attempts != 1 || len(evs[0].Votes) != 3 || evs[0].Resource != "aw" {
+		t.Fatalf("Await of a free resource: %+v, want one acquire event", evs)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rec.take()
+
+	// Held by another client, released after 200 ms.
+	h, err := holder.Lock(ctx, "aw", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const hold = 200 * time.Millisecond
+	go func() {
+		time.Sleep(hold)
+		_ = h.Release(ctx)
+	}()
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if l, err = c.Await(wctx, "aw", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	evs = of(rec.take(), EventAcquire)
+	if len(evs) != 1 || evs[0].Outcome != OutcomeOK || evs[0].Attempts < 2 || evs[0].Wait < hold/2 || evs[0].Wait < evs[0].Duration {
+		t.Fatalf("Await of a held resource: %+v, want one acquire event of ≥ 2 attempts that waited", evs)
+	}
+	// Busy until ctx ends.
+	cctx, ccancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer ccancel()
+	if _, err := c.Await(cctx, "aw", time.Second); !errors.Is(err, ErrNotObtained) {
+		t.Fatalf("Await of a resource it holds itself: %v", err)
+	}
+	evs = of(rec.take(), EventAcquire)
+	if len(evs) != 1 || evs[0].Outcome != OutcomeCanceled || !errors.Is(evs[0].Err, context.DeadlineExceeded) {
+		t.Fatalf("Await until ctx ended: %+v", evs)
+	}
+	_ = l.Release(ctx)
+}
+
+// TestObserverAutoExtendRenewals: the shared extender's renewals are
+// reported as EventExtend (votes included), and a renewal that finds the
+// lock gone reports EventExtend (not held) and EventLost, once.
+func TestObserverAutoExtendRenewals(t *testing.T) {
+	f, rec, c := observedFleet(t)
+	ctx := context.Background()
+	const ttl = 600 * time.Millisecond // renewed every 200 ms
+	err := c.DoWith(ctx, "ae", ttl, func(ctx context.Context) error {
+		eventually(t, 20*time.Second, "two renewals reported", func() bool {
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			return len(of(rec.events, EventExtend)) >= 2
+		})
+		for _, ev := range of(rec.take(), EventExtend) {
+			if ev.Outcome != OutcomeOK || ev.Resource != "ae" || len(ev.Votes) != 3 || ev.Attempts != 1 || ev.Duration <= 0 {
+				t.Errorf("renewal event: %+v", ev)
+			}
+		}
+		// Gone behind the holder's back: the next renewal finds it so.
+		delOnAll(t, f[0], "ae")
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Second):
+			t.Error("fn's context did not end after the lock was deleted")
+		}
+		return nil
+	}, WithAutoExtend())
+	if !errors.Is(err, ErrNotHeld) {
+		t.Fatalf("DoWith after the key was deleted: %v, want ErrNotHeld", err)
+	}
+	evs := rec.take()
+	lost := of(evs, EventLost)
+	if len(lost) != 1 || lost[0].Resource != "ae" || lost[0].Held <= 0 {
+		t.Fatalf("lost events: %+v, want one", lost)
+	}
+	var notHeld int
+	for _, ev := range of(evs, EventExtend) {
+		if ev.Outcome == OutcomeNotHeld {
+			notHeld++
+		}
+	}
+	if notHeld != 1 {
+		t.Fatalf("%d renewals reported not held, want 1: %+v", notHeld, evs)
+	}
+}
+
+// TestObserverLostWithoutWatch: a lock nobody watches (no Done, no Do) is
+// reported lost when Release finds it gone; an Extend refused because the
+// holder released the lock is not a loss.
+func TestObserverLostWithoutWatch(t *testing.T) {
+	f, rec, c := observedFleet(t)
+	ctx := context.Background()
+	l, err := c.Lock(ctx, "lw", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	delOnAll(t, f[0], "lw")
+	if err := l.Release(ctx); !errors.Is(err, ErrNotHeld) {
+		t.Fatalf("Release after DEL: %v", err)
+	}
+	if lost := of(rec.take(), EventLost); len(lost) != 1 || lost[0].Outcome != OutcomeNotHeld || lost[0].Resource != "lw" {
+		t.Fatalf("lost events after Release found it gone: %+v, want one", lost)
+	}
+
+	l, err = c.Lock(ctx, "lw", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Extend(ctx, time.Second); !errors.Is(err, ErrNotHeld) {
+		t.Fatalf("Extend after Release: %v", err)
+	}
+	evs := rec.take()
+	if lost := of(evs, EventLost); len(lost) != 0 {
+		t.Fatalf("Extend after Release reported a loss: %+v", lost)
+	}
+	if ex := of(evs, EventExtend); len(ex) != 1 || ex[0].Outcome != OutcomeNotHeld {
+		t.Fatalf("extend events: %+v", ex)
+	}
+}
+
+// observedFleet starts 3 masters and a client reporting to a recorder.
+func observedFleet(t *testing.T) ([][]*redisproc.Server, *recorder, *Client) {
+	t.Helper()
+	f := fleet(t, 1, 3)
+	rec := &recorder{}
+	cfg := clusterConfig(f)
+	cfg.Observer = rec
+	return f, rec, newClient(t, cfg)
+}
+
+// delOnAll deletes key on every server, behind its holder's back.
+func delOnAll(t *testing.T, servers []*redisproc.Server, key string) {
+	t.Helper()
+	for _, s := range servers {
+		if _, err := s.Do(context.Background(), "DEL", key); err != nil {
+			t.Error(err)
 		}
 	}
 }

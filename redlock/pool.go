@@ -14,10 +14,16 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Connection buffers sized for lock commands (a few dozen bytes each): a
-// pipeline larger than this is written in several chunks, and an idle master
-// costs a few KiB instead of go-redis's default 64 KiB per connection.
-const connBufferSize = 8 << 10
+// Connection buffers sized for lock commands: a command is ≈ 100 bytes
+// (SET key token NX PX ttl, or EVALSHA sha 1 key token), its reply 5 or
+// fewer ("+OK", ":1"). A pipeline larger than the write buffer (≈ 40
+// commands) is written in several chunks, and a larger reply (INFO) is read
+// through the read buffer in several steps; an idle connection costs 6 KiB
+// of buffers instead of go-redis's default 64 KiB.
+const (
+	connReadBufferSize  = 2 << 10
+	connWriteBufferSize = 2 << 10
+)
 
 // connPool is one master's connection pool: jackc/puddle/v2 over dedicated
 // go-redis connections. go-redis's own retries are off (a retried SET NX
@@ -66,8 +72,9 @@ func newConnPool(a address, s *settings) (*connPool, error) {
 				ContextTimeoutEnabled: false, // Read/WriteTimeout bound every command: no context per batch
 				PoolSize:              1,
 				PoolTimeout:           s.DialTimeout,
-				ReadBufferSize:        connBufferSize,
-				WriteBufferSize:       connBufferSize,
+				ReadBufferSize:        connReadBufferSize,
+				WriteBufferSize:       connWriteBufferSize,
+				PipelinePoolSize:      -1, // no pool of its own for pipelines: ours run on this connection
 			}
 		},
 		dial: func(ctx context.Context) (net.Conn, error) {
@@ -137,12 +144,13 @@ func (p *connPool) construct(ctx context.Context) (*pconn, error) {
 	return pc, nil
 }
 
-// pconn is one pooled connection and its reusable pipeline.
+// pconn is one pooled connection, its reusable pipeline and commands.
 type pconn struct {
-	rc   *redis.Client // this connection's own client (go-redis pool of one)
-	conn *redis.Conn   // the sticky connection commands are sent on
-	pipe redis.Pipeliner
-	raw  syscall.Conn // the TCP socket under conn, for the liveness peek
+	cache cmdCache      // used by whoever holds the connection (node.run)
+	rc    *redis.Client // this connection's own client (go-redis pool of one)
+	conn  *redis.Conn   // the sticky connection commands are sent on
+	pipe  redis.Pipeliner
+	raw   syscall.Conn // the TCP socket under conn, for the liveness peek
 	// info is the server's answer to INFO server, sent with the
 	// connection's first PING (an error when INFO is denied); nil once
 	// onConnect has read it.
@@ -173,9 +181,13 @@ func (pc *pconn) send(ctx context.Context, cmds []*redis.Cmd) {
 		_ = pc.conn.Process(ctx, cmds[0])
 		return
 	}
+	b := pc.cache.cmders[:0]
 	for _, c := range cmds {
-		_ = pc.pipe.Process(ctx, c)
+		b = append(b, c)
 	}
+	_ = pc.pipe.BatchProcess(ctx, b...)
+	clear(b)
+	pc.cache.cmders = keepScratch(b)
 	_, _ = pc.pipe.Exec(ctx)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -14,6 +15,7 @@ type group struct {
 	addrs  []string // as written in Config (Route returns these)
 	nodes  []*node
 	quorum int
+	fans   sync.Pool // of *fan, sized for this group
 }
 
 // result is the outcome of one fan-out.
@@ -22,11 +24,76 @@ type result struct {
 	slots   []slot // one per master, in group order; reply.done marks the answered ones
 }
 
-// slot is one master's part of a fan-out: the command and its answer, in one
-// allocation for the whole fan-out.
+// slot is one master's answer in a result.
 type slot struct {
-	call  call
 	reply reply
+}
+
+// fan is what one fan-out shares with the masters' writers: the calls, the
+// channel they answer on, and the command's arguments. Fans are pooled per
+// group, and a fan goes back to the pool only when nobody can touch it any
+// more: every call was answered (a master that answers after the caller
+// moved on — early quorum, NodeTimeout, a cancelled ctx — still holds its
+// call's reference until it does) and the caller is done. Its unread
+// answers are then drained, so a late answer can never be read by another
+// fan-out; gen tells the uses apart all the same (a reply of another use is
+// counted in strayReplies and ignored).
+type fan struct {
+	refs  atomic.Int32 // calls not answered yet, + 1 for the caller
+	gen   uint32
+	g     *group
+	out   chan reply
+	calls []call
+	args  cmdArgs
+}
+
+// strayReplies counts replies that reached a fan-out they did not belong
+// to (never expected: tests assert it stays 0); fansMade counts the fans
+// allocated (tests check that they are reused).
+var strayReplies, fansMade atomic.Int64
+
+// getFan returns a fan for the group, referenced by its n calls and by the
+// caller.
+func (g *group) getFan() *fan {
+	f, _ := g.fans.Get().(*fan)
+	if f == nil {
+		n := len(g.nodes)
+		f = &fan{g: g, out: make(chan reply, n), calls: make([]call, n)}
+		fansMade.Add(1)
+	}
+	f.gen++
+	f.refs.Store(int32(len(f.calls)) + 1)
+	return f
+}
+
+// unref gives back one reference; the last one returns f to its pool.
+func (f *fan) unref() {
+	switch left := f.refs.Add(-1); {
+	case left == 0:
+		for len(f.out) > 0 {
+			<-f.out
+		}
+		clear(f.calls)
+		f.args = cmdArgs{}
+		f.g.fans.Put(f)
+	case left < 0:
+		panic("redlock: a fan-out's call was answered twice")
+	}
+}
+
+// start fills f's calls with q (args: q's own, or f's) and submits them.
+func (f *fan) start(g *group, q request, deadline time.Time, direct bool) {
+	args := q.args
+	if args == nil {
+		f.args = q.plainArgs()
+		args = &f.args
+	}
+	for i, nd := range g.nodes {
+		cl := &f.calls[i]
+		*cl = q.call(i, args, deadline, f.out)
+		cl.fan, cl.gen = f, f.gen
+		nd.submit(cl, q.hash, direct)
+	}
 }
 
 // request is one operation on a group: the same command for every master.
@@ -100,9 +167,9 @@ func (q *request) call(i int, args *cmdArgs, deadline time.Time, out chan<- repl
 // goroutine waits for the slowest master.
 func (g *group) fanout(ctx context.Context, q request) result {
 	n := len(g.nodes)
-	out := make(chan reply, n)
+	f := g.getFan()
+	defer f.unref()
 	r := result{slots: make([]slot, n)}
-	args := q.cmdArgs()
 	deadline := time.Now().Add(q.timeout)
 	decisive := q.decisive()
 	// One master: nothing to wait for in parallel, so the caller sends the
@@ -112,10 +179,8 @@ func (g *group) fanout(ctx context.Context, q request) result {
 	// the caller waits for ctx below.
 	direct := n == 1 && ctx.Done() == nil
 	need, noNeed := q.needs(g)
-	for i, nd := range g.nodes {
-		r.slots[i].call = q.call(i, args, deadline, out)
-		nd.submit(&r.slots[i].call, q.hash, direct)
-	}
+	f.start(g, q, deadline, direct)
+	out := f.out
 	pending := n
 	var timer *time.Timer
 	var timerC <-chan time.Time
@@ -149,6 +214,10 @@ func (g *group) fanout(ctx context.Context, q request) result {
 				return r
 			}
 		}
+		if rp.gen != f.gen {
+			strayReplies.Add(1)
+			continue
+		}
 		pending--
 		r.slots[rp.idx].reply = rp
 		switch {
@@ -168,6 +237,10 @@ func (g *group) fanout(ctx context.Context, q request) result {
 	for pending > 0 {
 		select {
 		case rp := <-out:
+			if rp.gen != f.gen {
+				strayReplies.Add(1)
+				continue
+			}
 			pending--
 			r.slots[rp.idx].reply = rp
 		default:
@@ -177,13 +250,18 @@ func (g *group) fanout(ctx context.Context, q request) result {
 	return r
 }
 
-// cmdArgs is q's command, boxed once for every master.
+// cmdArgs is q's command, the same for every master.
 func (q *request) cmdArgs() *cmdArgs {
 	if q.args != nil {
 		return q.args
 	}
-	a := newCmdArgs(q.key, q.token, q.ttlMs)
-	a.keys = q.keys
+	a := q.plainArgs()
+	return &a
+}
+
+// plainArgs is the command of a request without args of its own.
+func (q *request) plainArgs() cmdArgs {
+	a := cmdArgs{key: q.key, token: q.token, ttl: q.ttlMs, keys: q.keys}
 	if q.fenceKey != "" {
 		a.fence = &fenceArgs{key: q.fenceKey, slot: fenceSlotNames[q.fenceSlot], value: q.fence}
 	}
@@ -206,15 +284,9 @@ func (r *result) fillPending(g *group, err error) {
 // needed (q.keepMask) it is sent however long it waited in the queue, and a
 // master that misses it keeps it (kept.go).
 func (g *group) releaseDetached(q request) {
-	n := len(g.nodes)
-	out := make(chan reply, n) // nobody reads it: every answer fits, then it is garbage
-	calls := make([]call, n)
-	args := q.cmdArgs()
-	deadline := time.Now().Add(q.timeout)
-	for i, nd := range g.nodes {
-		calls[i] = q.call(i, args, deadline, out)
-		nd.submit(&calls[i], q.hash, false)
-	}
+	f := g.getFan() // nobody reads its answers: the last one returns it to the pool
+	f.start(g, q, time.Now().Add(q.timeout), false)
+	f.unref()
 }
 
 // mayHold marks the masters where an acquire's SET may have landed: those

@@ -413,6 +413,15 @@ func (c *Client) plainAcquisition(ctx context.Context, resource string, ttl time
 // for. Lock's retries are woken by the same announcements (one loop serves
 // both).
 func (c *Client) Await(ctx context.Context, resource string, ttl time.Duration) (*Lock, error) {
+	if c.obs == nil {
+		return c.awaitTraced(ctx, resource, ttl, nil)
+	}
+	return c.observeAcquire(ctx, resource, ttl, c.awaitTraced)
+}
+
+// awaitTraced is Await, recording its attempts in tr (nil without an
+// Observer).
+func (c *Client) awaitTraced(ctx context.Context, resource string, ttl time.Duration, tr *trace) (*Lock, error) {
 	if err := c.precheck(ctx, resource, ttl); err != nil {
 		return nil, err
 	}
@@ -423,20 +432,20 @@ func (c *Client) Await(ctx context.Context, resource string, ttl time.Duration) 
 	if c.hub.nqueue.Load() == 0 && c.hub.nyield.Load() == 0 {
 		// Nobody of this client waits or yields: the first attempt needs
 		// no queue (an uncontended Await costs what a Lock does).
-		l, err := c.attempt(ctx, resource, ttl, nil)
+		l, err := c.attempt(ctx, resource, ttl, tr)
 		if err == nil {
 			return l, nil
 		}
 		first = err
 	}
-	return c.await(ctx, resource, ttl, first)
+	return c.await(ctx, resource, ttl, tr, first)
 }
 
 // await is Await after a first attempt that failed with first (nil: none
 // made).
-func (c *Client) await(ctx context.Context, resource string, ttl time.Duration, first error) (*Lock, error) {
+func (c *Client) await(ctx context.Context, resource string, ttl time.Duration, tr *trace, first error) (*Lock, error) {
 	var l *Lock
-	if err := c.acquireLoop(ctx, c.plainAcquisition(ctx, resource, ttl, nil, &l, first)); err != nil {
+	if err := c.acquireLoop(ctx, c.plainAcquisition(ctx, resource, ttl, tr, &l, first)); err != nil {
 		return nil, err
 	}
 	return l, nil

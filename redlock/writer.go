@@ -3,6 +3,7 @@ package redlock
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/jackc/puddle/v2"
@@ -10,7 +11,9 @@ import (
 )
 
 const (
-	// writerQueueLen bounds the commands waiting for one connection's writer.
+	// writerQueueLen bounds the commands waiting for one connection's
+	// writer. The queue grows with what waits (writerQueue): an idle writer
+	// holds no slots.
 	writerQueueLen = 1024
 	// maxBatch bounds one pipeline.
 	maxBatch = 256
@@ -31,7 +34,7 @@ type call struct {
 	idx      int // the master's index in its group
 	key      string
 	token    string
-	args     *cmdArgs // the same for every master of the fan-out: boxed once
+	args     *cmdArgs // the same for every master of the fan-out
 	deadline time.Time
 	// keepFor > 0 marks a release this master may need (its SET may have
 	// landed): it is never dropped silently (kept.go); keepFor is how long
@@ -39,32 +42,51 @@ type call struct {
 	keepFor time.Duration
 	hash    uint64       // the key's hash: picks the writer (a kept release goes back to the same one)
 	out     chan<- reply // buffered for the whole fan-out: never blocks
+	// fan, when set, is the pooled fan-out the call belongs to (quorum.go):
+	// answering gives back the call's reference to it, after which the
+	// call must not be touched. gen is the fan's use, copied into the reply.
+	fan *fan
+	gen uint32
 }
 
 // reply is one master's answer.
 type reply struct {
 	idx  int
 	ok   bool
-	done bool // answered (false: not yet, or not awaited)
+	done bool   // answered (false: not yet, or not awaited)
+	gen  uint32 // the fan-out use it answers (call.gen)
 	err  error
 	val  int64 // PTTL's milliseconds; a release's reached subscribers; a fenced acquire's fence counter
 }
 
 // fail answers the call with err (a vote of no).
-func (cl *call) fail(err error) {
-	cl.out <- reply{idx: cl.idx, err: err, done: true}
-}
+func (cl *call) fail(err error) { cl.answer(reply{err: err}) }
 
 func (cl *call) answerVal(ok bool, val int64, err error) {
-	cl.out <- reply{idx: cl.idx, ok: ok, val: val, err: err, done: true}
+	cl.answer(reply{ok: ok, val: val, err: err})
 }
 
-// cmdArgs are a fan-out's command arguments, converted to interface values
-// once per operation rather than once per master.
+// answer sends rp as the call's one answer. Every call is answered exactly
+// once; afterwards it belongs to its fan-out again (it may be reused).
+func (cl *call) answer(rp reply) {
+	rp.idx, rp.gen, rp.done = cl.idx, cl.gen, true
+	f := cl.fan
+	cl.out <- rp
+	if f != nil {
+		f.unref()
+	}
+}
+
+// cmdArgs are a fan-out's command arguments, shared by every master. The
+// commands refer to them by pointer (go-redis writes *string and *int64
+// arguments), so nothing is boxed per operation. A pooled fan-out's own
+// cmdArgs are reused: a command must not outlive its call's answer, and a
+// kept release keeps its own copy (kept.go).
 type cmdArgs struct {
-	key, token, ttl any
-	keys            []string   // several-key scripts (LockAll)
-	fence           *fenceArgs // Fencing only: nil otherwise, so a plain fan-out's arguments stay as small as before
+	key, token string
+	ttl        int64
+	keys       []string   // several-key scripts (LockAll)
+	fence      *fenceArgs // Fencing only: nil otherwise, so a plain fan-out's arguments stay as small as before
 	// script is a scripted operation's whole EVALSHA command (nil for the
 	// plain lock's operations; see newScriptArgs).
 	script []any
@@ -99,66 +121,118 @@ func (n *node) submit(cl *call, hash uint64, direct bool) {
 	if len(n.writers) > 1 {
 		q = n.writers[(hash>>32)%uint64(len(n.writers))]
 	}
-	if direct && len(q) == 0 {
+	if direct && q.empty() {
 		if res := n.pool.tryAcquire(); res != nil {
 			one := [1]*call{cl}
-			n.run(res, one[:], nil)
+			n.run(res, one[:])
 			return
 		}
 	}
-	select {
-	case q <- cl:
-	default:
+	if !q.push(cl) {
 		// Up but overloaded: a release it may need is kept and retried.
+		n.queueFull.Add(1)
 		n.keepAndRetry(cl)
 		cl.fail(errQueueFull)
 	}
 }
 
+// writerQueue is the queue of one connection's writer: the calls waiting
+// (at most writerQueueLen) and a one-slot wake-up. It grows with what waits
+// and shrinks back when the burst is over, so an idle writer costs a few
+// words, not writerQueueLen preallocated slots; under load it holds as many
+// calls as a channel of writerQueueLen would.
+type writerQueue struct {
+	mu      sync.Mutex
+	pending []*call
+	wake    chan struct{} // a token whenever pending became non-empty
+}
+
+func newWriterQueue() *writerQueue { return &writerQueue{wake: make(chan struct{}, 1)} }
+
+// push queues cl; false when writerQueueLen calls already wait.
+func (q *writerQueue) push(cl *call) bool {
+	q.mu.Lock()
+	if len(q.pending) >= writerQueueLen {
+		q.mu.Unlock()
+		return false
+	}
+	q.pending = append(q.pending, cl)
+	first := len(q.pending) == 1
+	q.mu.Unlock()
+	if first {
+		select {
+		case q.wake <- struct{}{}:
+		default: // a token is there already
+		}
+	}
+	return true
+}
+
+// empty tells whether no call waits.
+func (q *writerQueue) empty() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.pending) == 0
+}
+
+// take returns every waiting call, in order, and keeps spare (emptied) as
+// the next queue.
+func (q *writerQueue) take(spare []*call) []*call {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	calls := q.pending
+	q.pending = spare[:0]
+	return calls
+}
+
+// queueKeep is the capacity a writer's spare queue keeps between bursts;
+// a larger one is dropped once the burst is over.
+const queueKeep = 64
+
 // downErr is the vote of a master marked down, with the error that put it
 
-func (n *node) writeLoop(q chan *call) {
+// writeLoop is one connection's writer: it takes everything queued and
+// sends it as pipelines of at most maxBatch calls.
+func (n *node) writeLoop(q *writerQueue) {
 	defer n.c.wg.Done()
-	batch := make([]*call, 0, 16)
-	var cmds []*redis.Cmd // reused across batches
+	var spare []*call
 	for {
 		select {
-		case cl := <-q:
-			batch = append(batch[:0], cl)
+		case <-q.wake:
 		case <-n.c.closing:
-			for {
-				select {
-				case cl := <-q:
-					cl.fail(ErrClosed)
-				default:
-					return
-				}
+			for _, cl := range q.take(nil) {
+				cl.fail(ErrClosed)
+			}
+			return
+		}
+		for {
+			batch := q.take(spare)
+			if len(batch) == 0 {
+				spare = batch
+				break
+			}
+			for rest := batch; len(rest) > 0; {
+				k := min(len(rest), maxBatch)
+				n.exec(rest[:k])
+				rest = rest[k:]
+			}
+			clear(batch) // drop references to answered calls
+			spare = batch[:0]
+			if cap(spare) > queueKeep {
+				spare = nil // the burst is over: don't keep its slots
 			}
 		}
-	drain:
-		for len(batch) < maxBatch {
-			select {
-			case cl := <-q:
-				batch = append(batch, cl)
-			default:
-				break drain
-			}
-		}
-		cmds = n.exec(batch, cmds[:0])
-		clear(batch) // drop references to answered calls
-		clear(cmds)
 	}
 }
 
-// exec sends a batch as one pipeline and answers every call in it. cmds is
-// scratch space, returned for reuse.
-func (n *node) exec(batch []*call, cmds []*redis.Cmd) []*redis.Cmd {
+// exec sends a batch as one pipeline and answers every call in it.
+func (n *node) exec(batch []*call) {
 	if n.down.Load() {
 		for _, cl := range batch {
 			n.keepRelease(cl)
 			cl.fail(n.downErr())
 		}
-		return cmds
+		return
 	}
 	now := time.Now()
 	live := batch[:0]
@@ -173,7 +247,7 @@ func (n *node) exec(batch []*call, cmds []*redis.Cmd) []*redis.Cmd {
 		live = append(live, cl)
 	}
 	if len(live) == 0 {
-		return cmds
+		return
 	}
 	// Dialing (when no connection is idle) is bounded by DialTimeout in the
 	// pool's dialer; commands by go-redis's Read/WriteTimeout = NodeTimeout.
@@ -184,27 +258,32 @@ func (n *node) exec(batch []*call, cmds []*redis.Cmd) []*redis.Cmd {
 			n.keepRelease(cl)
 			cl.fail(n.wrap(err))
 		}
-		return cmds
+		return
 	}
-	return n.run(res, live, cmds)
+	n.run(res, live)
 }
 
 // run sends calls on the connection res (one pipeline), answers each call,
 // and gives the connection back — or destroys it and marks the master down
 // after a transport error.
-func (n *node) run(res *puddle.Resource[*pconn], calls []*call, cmds []*redis.Cmd) []*redis.Cmd {
+func (n *node) run(res *puddle.Resource[*pconn], calls []*call) {
 	pc := res.Value()
 	ctx := context.Background()
 	if n.quarantined.Load() != 0 {
 		// Checked here, after the connection was taken: dialing it may have
 		// just found the master restarted.
 		if calls = n.refuseQuarantined(calls); len(calls) == 0 {
-			res.Release()
-			return cmds
+			// Nothing was sent: the connection's idle time goes on (a
+			// connection the server closed meanwhile is still found by the
+			// liveness peek of the next taker; see usable).
+			res.ReleaseUnused()
+			return
 		}
 	}
+	// The connection's reusable commands: pc is ours until res goes back.
+	cmds := pc.cache.begin()
 	for _, cl := range calls {
-		cmds = append(cmds, newCmd(ctx, cl, false))
+		cmds = append(cmds, pc.cache.cmd(ctx, cl))
 	}
 	pc.send(ctx, cmds)
 	n.commands.Add(int64(len(calls)))
@@ -241,11 +320,11 @@ func (n *node) run(res *puddle.Resource[*pconn], calls []*call, cmds []*redis.Cm
 		}
 		cl.answerVal(ok, val, err)
 	}
+	pc.cache.end(cmds) // before the connection goes back: the cache is the connection's
 	if transportErr != nil {
 		res.Destroy()
 		n.fail(transportErr)
-		return cmds
+		return
 	}
 	res.Release()
-	return cmds
 }
