@@ -15,10 +15,10 @@ import (
 )
 
 // Connection buffers sized for lock commands: a command is ≈ 100 bytes
-// (SET key token NX PX ttl, or EVALSHA sha 1 key token), its reply 5 or
-// fewer ("+OK", ":1"). A pipeline larger than the write buffer (≈ 40
+// (SET key token NX PX ttl, or EVALSHA sha 1 key token), its reply 5 bytes
+// or fewer ("+OK", ":1"). A pipeline larger than the write buffer (≈ 20
 // commands) is written in several chunks, and a larger reply (INFO) is read
-// through the read buffer in several steps; an idle connection costs 6 KiB
+// through the read buffer in several steps; an idle connection costs 4 KiB
 // of buffers instead of go-redis's default 64 KiB.
 const (
 	connReadBufferSize  = 2 << 10

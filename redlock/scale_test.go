@@ -29,6 +29,7 @@ func unreachableCluster(groups, masters int) [][]string {
 func BenchmarkNewFleet(b *testing.B) {
 	cl := unreachableCluster(1000, 5)
 	b.Run("New/1000x5-unreachable", func(b *testing.B) {
+		cpu := processCPU()
 		for b.Loop() {
 			c, err := New(Config{Cluster: cl, Logger: quietLogger, ReconnectInterval: time.Minute})
 			if err != nil {
@@ -36,13 +37,23 @@ func BenchmarkNewFleet(b *testing.B) {
 			}
 			_ = c.Close()
 		}
+		reportCPU(b, cpu)
 	})
 	b.Run("ring/1000", func(b *testing.B) {
 		ids := groupIDs(1000)
+		cpu := processCPU()
 		for b.Loop() {
 			newRing(ids)
 		}
+		reportCPU(b, cpu)
 	})
+}
+
+// reportCPU reports the process's CPU time per op since since (all
+// threads: the GC's and the dials' included) — steadier than wall time on a
+// shared machine.
+func reportCPU(b *testing.B, since time.Duration) {
+	b.ReportMetric(float64(processCPU()-since)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
 }
 
 // TestIdleMasterCost measures what a connected, idle master costs the
