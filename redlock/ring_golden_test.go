@@ -39,6 +39,12 @@ func TestRingGolden(t *testing.T) {
 		1100: "70400:a4e48cfe29c8109f,1077,241,856,555",
 	}
 	for _, g := range []int{1, 2, 3, 5, 30, 300, 1000, 1100} {
+		if g >= 1000 && raceEnabled {
+			// Minutes under the race detector on a loaded machine (the
+			// ring's construction is quadratic): checked without it.
+			t.Logf("%d groups: not checked under -race", g)
+			continue
+		}
 		got := ringDigest(newRing(groupIDs(g)))
 		if got != want[g] {
 			t.Errorf("%d groups: ring %s, want %s", g, got, want[g])
