@@ -51,7 +51,9 @@ type Config struct {
 
 	// PoolSize is the number of connections per master. Each connection has
 	// a writer that sends the commands piled up for its master as one
-	// pipeline. Default: 2.
+	// pipeline. A connected idle master costs ≈ 13 KiB of heap and one
+	// goroutine per connection (buffers sized for lock commands; writer
+	// queues that grow only with what waits). Default: 2.
 	PoolSize int
 
 	// DriftFactor is the share of the TTL reserved for clock drift between
