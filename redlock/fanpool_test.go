@@ -194,3 +194,87 @@ func TestPooledFanoutNoCrossTalk(t *testing.T) {
 		}
 	}
 }
+
+// TestPooledFanoutHeldWhileMasterPaused: while a master is stopped
+// (SIGSTOP, shorter than NodeTimeout), every operation returns at quorum
+// and leaves its call waiting on that master; none of those fan-outs may be
+// in the pool until the master has answered. Every fan the pool holds has
+// no reference left and no unread answer; once the master resumes and
+// answers late, its fan-outs come back to the pool, and the releases it ran
+// after the SETs leave none of the keys.
+func TestPooledFanoutHeldWhileMasterPaused(t *testing.T) {
+	f := fleet(t, 1, 3)
+	cfg := clusterConfig(f)
+	cfg.PoolSize = 1
+	cfg.NodeTimeout = 20 * time.Second // the late answers come after the resume, not after a timeout
+	c := newClient(t, cfg)
+	g := c.groups[0]
+	ctx := context.Background()
+	stray0 := strayReplies.Load()
+	cycle := func(res string) {
+		l, err := c.TryLock(ctx, res, 30*time.Second)
+		if err != nil {
+			t.Fatalf("TryLock %s: %v", res, err)
+		}
+		if err := l.Release(ctx); err != nil {
+			t.Fatalf("Release %s: %v", res, err)
+		}
+	}
+	// drainPool takes every fan the pool holds, checks it is free, and
+	// returns how many there were (they are not put back).
+	drainPool := func(when string) int {
+		n := 0
+		for {
+			fn, _ := g.fans.Get().(*fan)
+			if fn == nil {
+				return n
+			}
+			n++
+			if refs := fn.refs.Load(); refs != 0 || len(fn.out) != 0 {
+				t.Errorf("%s: a pooled fan-out still has %d references and %d unread answers", when, refs, len(fn.out))
+			}
+		}
+	}
+	for i := range 10 {
+		cycle(fmt.Sprint("warm:", i))
+	}
+	paused := f[0][2]
+	if err := paused.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	defer func() {
+		if !resumed {
+			_ = paused.Resume()
+		}
+	}()
+	drainPool("before")
+	const ops = 50
+	for i := range ops {
+		cycle(fmt.Sprint("late:", i))
+	}
+	if n := drainPool("paused"); n != 0 {
+		t.Errorf("%d fan-outs in the pool while every one used since the pause waits for the stopped master", n)
+	}
+	before := c.MasterStats()[2].Commands
+	if err := paused.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	resumed = true
+	// Its writer sends the queued SETs and releases once the first late
+	// answer is read: 2 × ops commands.
+	eventually(t, 15*time.Second, "the resumed master answered every queued command", func() bool {
+		return c.MasterStats()[2].Commands-before >= 2*ops-1
+	})
+	eventually(t, 15*time.Second, "late-answered fan-outs back in the pool", func() bool {
+		return drainPool("resumed") > 0
+	})
+	for i := range ops {
+		if v := keyOn(t, paused, fmt.Sprint("late:", i)); v != "" {
+			t.Errorf("late:%d still on the resumed master (%q): its release did not follow its SET", i, v)
+		}
+	}
+	if s := strayReplies.Load() - stray0; s != 0 {
+		t.Errorf("%d replies reached a fan-out of another use", s)
+	}
+}
