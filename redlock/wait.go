@@ -213,7 +213,13 @@ func (c *Client) acquireLoop(ctx context.Context, a acquisition) error {
 			// desynchronize before the next round.
 			desync, after = rand.N(5*time.Millisecond), 0
 		}
-		bound, stopAsking = c.askBusy(ctx, busy, after)
+		if ls.head() {
+			// Only the head of this client's queues asks: the others
+			// are woken when they become the head (and ask then), so
+			// 10,000 callers on one resource cost one question per
+			// wait, not 10,000 (nor as many goroutines).
+			bound, stopAsking = c.askBusy(ctx, busy, after)
+		}
 	}
 }
 
