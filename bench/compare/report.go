@@ -225,8 +225,8 @@ func (r *report) markdown() string {
 	lat(r.Latency, fiveNames, "floor", "redsync")
 	w("![latency CDF](results-latency-cdf.png)\n\n")
 
-	for _, c := range []int{32, 128} {
-		w("## 2. Throughput: %d goroutines on distinct resources, 5 masters\n\n", c)
+	for i, c := range []int{32, 128} {
+		w("## 2%c. Throughput: %d goroutines on distinct resources, 5 masters\n\n", 'a'+rune(i), c)
 		w("%d rounds × %v per implementation (after a warm-up at that concurrency); each library with its default connection pool (go-redis: 10 × GOMAXPROCS connections per master; quorumlock: PoolSize 2 with batching writers).\n\n", p.tpRounds, p.tpDur)
 		tput(r.Throughput[c], fiveNames, "floor", "redsync")
 	}
