@@ -29,9 +29,18 @@ type waitQueue struct {
 	g          *group
 	need       int // announcements of one release that wake the head: the masters an acquisition needs
 	waiters    []*waiter
-	subscribed bool           // its channel is wanted on every master of g
-	heard      map[string]int // recent releases: the masters that announced each (one release is announced by every master that deleted the key)
-	idleSince  time.Time      // no waiters since then: the subscription lingers (see subscriptionLinger)
+	subscribed bool // its channel is wanted on every master of g
+	// seq counts the announcements heard; from[i] is the seq of the last
+	// one from g.nodes[i]. The head is woken when need masters announced
+	// a deletion since its last attempt began (waiter.mark) — whatever the
+	// tokens: a release deletes its token on need masters, and so do the
+	// cleanups of split attempts between them (two competitors' keys, each
+	// on a minority, cleaned up by each: no token is announced by need
+	// masters, yet the key is free).
+	seq       uint64
+	from      []uint64
+	ignore    map[string]struct{} // tokens of this client's releases that must not wake its next waiter (see releasing)
+	idleSince time.Time           // no waiters since then: the subscription lingers (see subscriptionLinger)
 }
 
 // subscriptionLinger is how long a key's subscription outlives its last
@@ -43,6 +52,7 @@ const subscriptionLinger = time.Second
 type waiter struct {
 	q    *waitQueue
 	wake chan struct{} // 1-buffered, shared by the acquisition's waiters: a release was announced, or it became the head
+	mark uint64        // q.seq when its last attempt began (or it joined): announcements after it count
 }
 
 // enqueue appends a waiter for key, woken on wake when need masters of g
@@ -62,7 +72,7 @@ func (h *hub) enqueue(key string, g *group, need int, wake chan struct{}) (w *wa
 	}
 	q.idleSince = time.Time{}
 	q.need = max(q.need, need)
-	w = &waiter{q: q, wake: wake}
+	w = &waiter{q: q, wake: wake, mark: q.seq}
 	q.waiters = append(q.waiters, w)
 	return w, len(q.waiters) == 1
 }
@@ -186,28 +196,61 @@ func (h *hub) subscribe(ctx context.Context, qs ...*waitQueue) {
 	}
 }
 
-// notify wakes the head of key's queue when as many of its group's masters
-// as an acquisition needs (q.need: a majority, or a Semaphore's quorum)
-// announced the release of one token — then enough of them no longer
-// hold it, and an attempt can win: waking at the first announcement
-// would race the release's own deletions on the other masters. (A release
-// deletes on that many to succeed; the cleanup of a failed attempt, which
-// deletes only where it had landed, wakes nobody.) token "" is a
-// subscription renewed after a reconnect: announcements may have been
-// missed, so the head is woken at once.
-func (h *hub) notify(key, token string) {
+// notify counts master nd's announcement that it deleted token at key, and
+// wakes the head of key's queue once as many of the group's masters as an
+// acquisition needs (q.need: a majority, or a Semaphore's quorum) announced
+// a deletion since the head's last attempt began — then enough of them
+// freed what refused it, and an attempt can win: waking at the first
+// announcement would race a release's own deletions on the other masters.
+// The tokens need not be one: a release deletes on q.need masters, and
+// split attempts' cleanups may free the key between them, each on a
+// minority. token "" is a subscription renewed after a reconnect:
+// announcements may have been missed, so the head is woken at once.
+func (h *hub) notify(key, token string, nd *node) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	q := h.queues[key]
 	if q == nil || len(q.waiters) == 0 {
 		return
 	}
+	head := q.waiters[0]
 	if token != "" {
-		if q.hear(token) != q.need {
+		if _, ok := q.ignore[token]; ok {
+			return
+		}
+		i := slices.Index(q.g.nodes, nd)
+		if i < 0 {
+			return
+		}
+		if q.from == nil {
+			q.from = make([]uint64, len(q.g.nodes))
+		}
+		q.seq++
+		q.from[i] = q.seq
+		freed := 0
+		for _, s := range q.from {
+			if s > head.mark {
+				freed++
+			}
+		}
+		if freed < q.need {
 			return
 		}
 	}
-	signal(q.waiters[0].wake)
+	signal(head.wake)
+}
+
+// attempting marks the start of an attempt of the acquisition waiting as
+// ws: announcements before it are answered by the attempt.
+func (h *hub) attempting(ws []*waiter) {
+	if len(ws) == 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, w := range ws {
+		w.mark = w.q.seq
+	}
 }
 
 func signal(ch chan struct{}) {
@@ -231,26 +274,16 @@ func (h *hub) releasing(key, token string) {
 	// Only while no waiter of this client is queued: waiters already
 	// queued (same-client handoff) must hear it.
 	if q := h.queues[key]; q != nil && len(q.waiters) == 0 {
-		q.hear(token)
-		q.heard[token] = -len(q.g.nodes) // never reaches the quorum
-	}
-}
-
-// maxHeard bounds the releases a queue counts announcements for: copies of
-// one release arrive within moments of each other, interleaved with at most
-// a few others (cleanups of failed attempts).
-const maxHeard = 16
-
-// hear counts one announcement of token and returns the count. h.mu held.
-func (q *waitQueue) hear(token string) int {
-	if q.heard == nil || len(q.heard) >= maxHeard {
-		if _, ok := q.heard[token]; !ok {
-			q.heard = make(map[string]int, 4)
+		if q.ignore == nil || len(q.ignore) >= maxIgnored {
+			q.ignore = make(map[string]struct{}, 4)
 		}
+		q.ignore[token] = struct{}{}
 	}
-	q.heard[token]++
-	return q.heard[token]
 }
+
+// maxIgnored bounds the own releases a queue ignores: their announcements
+// arrive within moments of the release.
+const maxIgnored = 16
 
 // close ends every subscription connection (Client.Close, after closing).
 func (h *hub) close() {

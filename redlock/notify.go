@@ -293,10 +293,10 @@ func (s *subscriber) read(rd *bufio.Reader) {
 			switch kind {
 			case "message":
 				payload, _ := m[2].(string)
-				s.h.notify(ch[min(len(ch), len(releasedChannelPrefix)):], payload)
+				s.h.notify(ch[min(len(ch), len(releasedChannelPrefix)):], payload, s.n)
 			case "subscribe":
 				if s.ack(ch) {
-					s.h.notify(ch[min(len(ch), len(releasedChannelPrefix)):], "")
+					s.h.notify(ch[min(len(ch), len(releasedChannelPrefix)):], "", s.n)
 				}
 			case "unsubscribe":
 				s.mu.Lock()

@@ -19,9 +19,10 @@ import (
 // a reader, writer or permit the server-clock expiry of what blocks it): a
 // release between the refused attempt and the subscription shows there,
 // one after it is announced. (Later waits, subscribed before their attempt,
-// ask only if no announcement came within boundGrace.) Each wait ends at whichever comes first: the
-// release, announced by as many of the group's masters as an acquisition
-// needs; that remaining time, so that a lost announcement costs at most one
+// ask only if no announcement came within boundGrace.) Each wait ends at
+// whichever comes first: deletions announced since the attempt by as many
+// of the group's masters as an acquisition needs (a release, or the
+// cleanups of split attempts, whatever their tokens); that remaining time, so that a lost announcement costs at most one
 // TTL; and the retry delay (Config.RetryStrategy: a jittered
 // RetryInterval; every attempt after the first is one of its MaxRetry
 // retries, whatever woke it). An attempt that succeeds at once never
@@ -122,9 +123,19 @@ func (c *Client) acquireLoop(ctx context.Context, a acquisition) error {
 				arm(timed)
 				tick = timer.C
 			}
+			wake := ls.wake
 			for wait {
 				select {
-				case <-ls.wake:
+				case <-wake:
+					if desync > 0 && (timed < 0 || desync < time.Until(end)) {
+						// After a split vote: the competitors' cleanups wake
+						// them all at once; they desynchronize first.
+						arm(desync)
+						tick, wake = timer.C, nil
+						timed, end = desync, time.Now().Add(desync)
+						desync = 0
+						continue
+					}
 					wait = false
 				case <-tick:
 					wait = false
@@ -161,6 +172,7 @@ func (c *Client) acquireLoop(ctx context.Context, a acquisition) error {
 		case <-ls.wake:
 		default:
 		}
+		c.hub.attempting(ls.ws)
 		var busy []waitKey
 		var err error
 		if first {
@@ -208,9 +220,10 @@ func (c *Client) acquireLoop(ctx context.Context, a acquisition) error {
 		}
 		desync = 0
 		if qe := (*QuorumError)(nil); errors.As(err, &qe) && qe.Yes() > 0 {
-			// A split vote: nobody may hold it now (no announcement to
-			// come), and competitors woken by the same announcement
-			// desynchronize before the next round.
+			// A split vote: nobody may hold it now (the competitors'
+			// cleanups are announced, maybe none by enough masters to wake
+			// it: the masters are asked at once), and competitors woken by
+			// the same announcements desynchronize before the next round.
 			desync, after = rand.N(5*time.Millisecond), 0
 		}
 		if ls.head() {
