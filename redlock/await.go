@@ -150,9 +150,19 @@ func (h *hub) isHead(w *waiter) bool {
 // of their groups, and returns once each q has q.need masters confirmed
 // (so that a release from now on reaches it: a release deletes on as many
 // masters as an acquisition needs), or NodeTimeout passed, or ctx ended.
+// A master whose subscription is not confirmed by then (slow, or its
+// connection failed) wakes the key's head when it is: a release announced
+// before that went unheard there.
 func (h *hub) subscribe(ctx context.Context, qs ...*waitQueue) {
 	var readies [][]<-chan struct{}
 	var needs []int
+	var subs []*subscriber
+	var chans []string
+	defer func() {
+		for i, s := range subs {
+			s.confirmedOrWake(chans[i])
+		}
+	}()
 	h.mu.Lock()
 	for _, q := range qs {
 		if q.subscribed {
@@ -160,8 +170,11 @@ func (h *hub) subscribe(ctx context.Context, qs ...*waitQueue) {
 		}
 		q.subscribed = true
 		var rs []<-chan struct{}
+		ch := releasedChannelPrefix + q.key
 		for _, nd := range q.g.nodes {
-			if r := h.subscriberLocked(nd).want(releasedChannelPrefix + q.key); r != nil {
+			s := h.subscriberLocked(nd)
+			subs, chans = append(subs, s), append(chans, ch)
+			if r := s.want(ch); r != nil {
 				rs = append(rs, r)
 			}
 		}

@@ -44,12 +44,17 @@ type subscriber struct {
 
 // chanState is one channel on one subscription connection.
 type chanState struct {
-	wanted     bool
-	sent       int           // SUBSCRIBEs written on the current connection
-	acked      int           // their confirmations read
-	ready      chan struct{} // closed when every SUBSCRIBE sent is confirmed
-	readyShut  bool
-	resubcribe bool // subscribed again after a reconnect: wake the key's head on the ack
+	wanted    bool
+	sent      int           // SUBSCRIBEs written on the current connection
+	acked     int           // their confirmations read
+	ready     chan struct{} // closed when every SUBSCRIBE sent is confirmed, or the connection failed
+	readyShut bool
+	confirmed bool // every SUBSCRIBE sent on the current connection is confirmed (ready closed by an ack, not a failure)
+	// wakeOnAck: wake the key's head at the next confirmation — the
+	// channel is subscribed again after a reconnect, or a waiter stopped
+	// waiting for its confirmation (hub.subscribe): a release may have
+	// been announced before it, unheard.
+	wakeOnAck bool
 }
 
 // subscriber returns nd's subscriber, starting it on first use. h.mu held.
@@ -80,7 +85,7 @@ func (s *subscriber) want(channel string) <-chan struct{} {
 	if !st.wanted {
 		st.wanted = true
 		st.ready = make(chan struct{})
-		st.readyShut = false
+		st.readyShut, st.confirmed = false, false
 		if s.conn != nil && !s.denied {
 			st.sent++
 			s.writeLocked("SUBSCRIBE", channel)
@@ -171,7 +176,8 @@ func (s *subscriber) run() {
 				delete(s.chans, ch)
 				continue
 			}
-			st.sent, st.acked, st.resubcribe = 1, 0, s.lost
+			st.sent, st.acked, st.confirmed = 1, 0, false
+			st.wakeOnAck = st.wakeOnAck || s.lost
 			if st.readyShut {
 				st.ready, st.readyShut = make(chan struct{}), false
 			}
@@ -205,6 +211,7 @@ func (s *subscriber) run() {
 // come on this connection. s.mu held.
 func (s *subscriber) shutReadyLocked() {
 	for _, st := range s.chans {
+		st.confirmed = false
 		if st.wanted && !st.readyShut {
 			close(st.ready)
 			st.readyShut = true
@@ -309,8 +316,8 @@ func (s *subscriber) read(rd *bufio.Reader) {
 	}
 }
 
-// ack records a SUBSCRIBE confirmation; it reports a channel subscribed again
-// after a reconnect (its key's head is woken: a release may have been missed).
+// ack records a SUBSCRIBE confirmation; it reports a channel whose key's
+// head must be woken (wakeOnAck: a release may have been missed).
 func (s *subscriber) ack(ch string) (resubscribed bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -330,9 +337,27 @@ func (s *subscriber) ack(ch string) (resubscribed bool) {
 		close(st.ready)
 		st.readyShut = true
 	}
-	re := st.resubcribe
-	st.resubcribe = false
+	st.confirmed = true
+	re := st.wakeOnAck
+	st.wakeOnAck = false
 	return re
+}
+
+// confirmedOrWake reports whether channel's subscription is confirmed on
+// the current connection; if not, its confirmation, when it comes, wakes
+// the key's head (a waiter that stopped waiting for it may have missed an
+// announcement meanwhile).
+func (s *subscriber) confirmedOrWake(channel string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.chans[channel]
+	if st == nil || !st.wanted {
+		return false
+	}
+	if !st.confirmed {
+		st.wakeOnAck = true
+	}
+	return st.confirmed
 }
 
 // ---------------------------------------------------------------- RESP2

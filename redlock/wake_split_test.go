@@ -3,6 +3,7 @@ package redlock
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -127,5 +128,54 @@ func TestAwaitSplitRacersUnderMinorityDown(t *testing.T) {
 	t.Logf("longest Await: %v", time.Duration(longest.Load()).Round(time.Millisecond))
 	if n < clients*rounds {
 		t.Fatalf("%d of %d acquisitions within 40 s (TTL a minute): a waiter was not woken when the resource became free", n, clients*rounds)
+	}
+}
+
+// TestAwaitSubscriptionLateOnOneMaster: two masters of five are down, so a
+// release is announced by the three others and a waiter must hear all
+// three. The waiter's client is new and reaches one of the three through a
+// slow link (1 s per command): its subscription there is confirmed long
+// after the two down masters' (whose failed dials must not count as
+// confirmations) and the two fast ones'. The holder releases before that
+// subscription is active, so that master's announcement is not heard; the
+// waiter must still get the lock when its subscription there is confirmed
+// — not wait out the holder's minute-long TTL.
+func TestAwaitSubscriptionLateOnOneMaster(t *testing.T) {
+	f := fleet(t, 1, 5)
+	for _, s := range f[0][3:] {
+		if err := s.Kill(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg := Config{Servers: []string{f[0][3].Addr(), f[0][4].Addr(), f[0][0].Addr(), f[0][1].Addr(), f[0][2].Addr()},
+		NodeTimeout: 5 * time.Second, ReconnectInterval: time.Minute}
+	holder := newClient(t, cfg)
+	l, err := holder.TryLock(ctx, "late-sub", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	heldEverywhere(t, f[0][:3], l)
+	slow := &tcpProxy{upstream: f[0][2].Addr(), addr: "127.0.0.1:0", delay: time.Second}
+	if err := slow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(slow.Stop)
+	wcfg := wakeOnly(cfg)
+	wcfg.Servers = slices.Clone(cfg.Servers)
+	wcfg.Servers[4] = slow.Addr()
+	c := newClient(t, wcfg)
+	got, errc := awaitAsync(c, ctx, "late-sub", 20*time.Second)
+	waitSubscribed(t, f[0][:1], "late-sub", 1)
+	if n := subscribers(t, f[0][2], "late-sub"); n != 0 {
+		t.Fatalf("the slow master's subscription was active before the release (%d): the test needs it later", n)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w := expectLock(t, got, errc, "waiter whose subscription on one master came after the release")
+	if err := w.Release(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
