@@ -70,7 +70,7 @@ func TestAwaitWokenWhenSplitKeysCleanedUp(t *testing.T) {
 }
 
 // TestAwaitSplitRacersUnderMinorityDown: two masters of five are killed
-// and three clients take the resource in turns with Await (TTL a minute):
+// and six clients take the resource in turns with Await (TTL a minute):
 // with only the bare majority left, competing attempts often split, and
 // the waiters must still be woken when the resource becomes free — all
 // rounds end well within one TTL, and no two hold it at once.
@@ -86,7 +86,7 @@ func TestAwaitSplitRacersUnderMinorityDown(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	const clients, rounds = 3, 10
+	const clients, rounds = 6, 8
 	var check holdCheck
 	var wg sync.WaitGroup
 	var done atomic.Int32
