@@ -770,7 +770,7 @@ func TestWaitSplitVoteDoesNotPoll(t *testing.T) {
 func TestWakeWriterWithAMasterPaused(t *testing.T) {
 	f := fleet(t, 1, 3)
 	cfg := clusterConfig(f)
-	cfg.NodeTimeout = 200 * time.Millisecond
+	cfg.NodeTimeout = time.Second // the live masters must answer within it under a CPU hog and -race
 	readers := newClient(t, cfg)
 	c := newClient(t, wakeOnly(cfg))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
