@@ -779,6 +779,16 @@ func TestWakeWriterWithAMasterPaused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// RLock returns at quorum: let the share land on the third master
+	// before the writer's mark can refuse it there (the reader would then
+	// hold a bare majority, which the pause below breaks).
+	rc := raws(t, f[0])
+	eventually(t, 30*time.Second, "the reader's share on every master", func() bool {
+		return onMasters(rc, func(m *redis.Client) bool {
+			_, ok := zscore(t, m, "paused-rw:rw:readers", r.Token())
+			return ok
+		}) == len(rc)
+	})
 	got, errc := lockAsync(func() (*Lock, error) { return c.RWMutex("paused-rw").Lock(ctx, 10*time.Second) })
 	waitSubscribed(t, f[0], "paused-rw:rw:writer", 1)
 	quiet(t, c)
