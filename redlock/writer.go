@@ -263,6 +263,20 @@ func (n *node) exec(batch []*call) {
 	n.run(res, live)
 }
 
+// laterOfSameLock reports whether a call after calls[i] in one pipeline
+// belongs to the same lock (carries its token).
+func laterOfSameLock(calls []*call, i int) bool {
+	if calls[i].token == "" {
+		return false
+	}
+	for _, cl := range calls[i+1:] {
+		if cl.token == calls[i].token {
+			return true
+		}
+	}
+	return false
+}
+
 // run sends calls on the connection res (one pipeline), answers each call,
 // and gives the connection back — or destroys it and marks the master down
 // after a transport error.
@@ -289,14 +303,24 @@ func (n *node) run(res *puddle.Resource[*pconn], calls []*call) {
 	n.commands.Add(int64(len(calls)))
 	n.pipelines.Add(1)
 
-	// Scripts unknown to the server (flushed, or a server that restarted
-	// between our health checks): send EVAL for those, on this connection.
+	// Scripts unknown to the server (flushed, a server that restarted
+	// between our health checks, or a script not loaded at connect): send
+	// EVAL for those, on this connection — unless a later command of the
+	// same lock (its token) was in this pipeline: that one has run already,
+	// and the EVAL would land after it (an acquire after its own release
+	// would leave a holder nobody holds). Such a command was not applied:
+	// it is answered as failed, and its script is loaded for the next use.
 	var retry []*redis.Cmd
 	for i, cmd := range cmds {
-		if isNoScript(cmd.Err()) {
-			cmds[i] = newCmd(ctx, calls[i], true)
-			retry = append(retry, cmds[i])
+		if !isNoScript(cmd.Err()) {
+			continue
 		}
+		if laterOfSameLock(calls, i) {
+			retry = append(retry, redis.NewCmd(ctx, "script", "load", scriptOf(calls[i].op).src))
+			continue
+		}
+		cmds[i] = newCmd(ctx, calls[i], true)
+		retry = append(retry, cmds[i])
 	}
 	if len(retry) > 0 {
 		pc.send(ctx, retry)
