@@ -140,7 +140,7 @@ func fillWriter(t *testing.T, _ *Client, nd *node, key string) {
 	t.Helper()
 	out := make(chan reply, writerQueueLen+maxBatch+32)
 	q := request{op: opExists, key: key, hash: 0, timeout: 20 * time.Second}
-	args := newCmdArgs(key, "", 0)
+	args := newCmdArgs(key, "")
 	for i := 0; ; i++ {
 		cl := q.call(0, args, time.Now().Add(q.timeout), out)
 		nd.submit(&cl, 0, false)

@@ -114,7 +114,7 @@ func (n *node) flushKept() {
 	for i, p := range kept {
 		args := p.args
 		if args == nil { // a plain release kept without its boxed command
-			args = newCmdArgs(p.key, p.token, 0)
+			args = newCmdArgs(p.key, p.token)
 		}
 		calls[i] = call{op: p.op, key: p.key, token: p.token, hash: p.hash, args: args,
 			deadline: deadline, keepFor: p.life, out: out}

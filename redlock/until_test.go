@@ -53,7 +53,7 @@ func barrier(t *testing.T, c *Client, resource string) {
 	g, h := c.route(resource)
 	out := make(chan reply, len(g.nodes))
 	q := request{op: opExists, key: c.s.KeyPrefix + resource, hash: h, timeout: 30 * time.Second}
-	args := newCmdArgs(q.key, "", 0)
+	args := newCmdArgs(q.key, "")
 	calls := make([]call, len(g.nodes))
 	for i, nd := range g.nodes {
 		calls[i] = q.call(i, args, time.Now().Add(q.timeout), out)
