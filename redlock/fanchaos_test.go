@@ -141,6 +141,10 @@ func TestPooledFanoutChaos(t *testing.T) {
 	for _, s := range ms {
 		v, _ := s.Do(ctx, "DBSIZE")
 		t.Logf("%s DBSIZE %s", s.Addr(), v)
+		if v != ":0" {
+			keys, _ := s.Do(ctx, "KEYS", "*")
+			t.Logf("%s keys: %.300s", s.Addr(), keys)
+		}
 	}
 	eventually(t, 60*time.Second, "no key left on any master", func() bool {
 		for _, s := range ms {

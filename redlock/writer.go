@@ -98,8 +98,8 @@ type fenceArgs struct {
 	key, slot, value any
 }
 
-func newCmdArgs(key, token string) *cmdArgs {
-	return &cmdArgs{key: key, token: token}
+func newCmdArgs(key, token string, ttlMs int64) *cmdArgs {
+	return &cmdArgs{key: key, token: token, ttl: ttlMs}
 }
 
 // submit hands a call to the writer chosen by the key's hash. It never
@@ -128,15 +128,11 @@ func (n *node) submit(cl *call, hash uint64, direct bool) {
 			return
 		}
 	}
-	switch err := q.push(cl); {
-	case err == nil:
-	case errors.Is(err, errQueueFull):
+	if !q.push(cl) {
 		// Up but overloaded: a release it may need is kept and retried.
 		n.queueFull.Add(1)
 		n.keepAndRetry(cl)
-		cl.fail(err)
-	default: // the writer stopped (Close) after the check above
-		cl.fail(err)
+		cl.fail(errQueueFull)
 	}
 }
 
@@ -148,23 +144,17 @@ func (n *node) submit(cl *call, hash uint64, direct bool) {
 type writerQueue struct {
 	mu      sync.Mutex
 	pending []*call
-	closed  bool          // the writer stopped: nothing is queued any more
 	wake    chan struct{} // a token whenever pending became non-empty
 }
 
 func newWriterQueue() *writerQueue { return &writerQueue{wake: make(chan struct{}, 1)} }
 
-// push queues cl; errQueueFull when writerQueueLen calls already wait,
-// ErrClosed once the writer stopped (nobody would answer cl).
-func (q *writerQueue) push(cl *call) error {
+// push queues cl; false when writerQueueLen calls already wait.
+func (q *writerQueue) push(cl *call) bool {
 	q.mu.Lock()
-	if q.closed {
-		q.mu.Unlock()
-		return ErrClosed
-	}
 	if len(q.pending) >= writerQueueLen {
 		q.mu.Unlock()
-		return errQueueFull
+		return false
 	}
 	q.pending = append(q.pending, cl)
 	first := len(q.pending) == 1
@@ -175,18 +165,7 @@ func (q *writerQueue) push(cl *call) error {
 		default: // a token is there already
 		}
 	}
-	return nil
-}
-
-// close stops the queue: it returns the calls waiting, and refuses every
-// later push.
-func (q *writerQueue) close() []*call {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.closed = true
-	calls := q.pending
-	q.pending = nil
-	return calls
+	return true
 }
 
 // empty tells whether no call waits.
@@ -221,7 +200,7 @@ func (n *node) writeLoop(q *writerQueue) {
 		select {
 		case <-q.wake:
 		case <-n.c.closing:
-			for _, cl := range q.close() {
+			for _, cl := range q.take(nil) {
 				cl.fail(ErrClosed)
 			}
 			return

@@ -1,0 +1,47 @@
+package redlock
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestNoScriptRetryKeepsOrder: a pipeline holds a LockAll acquire and,
+// behind it, its release (the caller gave up before the writer sent the
+// acquire). The acquire's script is unknown to the master (SCRIPT FLUSH)
+// while the release's is known (another client's EVAL loaded it): the
+// acquire answers NOSCRIPT and is retried as EVAL after the pipeline — after
+// the release ran. The release must still follow the acquire: no key may
+// be left on the master.
+func TestNoScriptRetryKeepsOrder(t *testing.T) {
+	f := fleet(t, 1, 1)
+	s := f[0][0]
+	c := newClient(t, clusterConfig(f))
+	nd := c.nodes[0]
+	ctx := context.Background()
+	if _, err := s.Do(ctx, "SCRIPT", "FLUSH"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Do(ctx, "SCRIPT", "LOAD", multiReleaseScriptSrc); err != nil {
+		t.Fatal(err)
+	}
+	keys := []string{"ns:a", "ns:b"}
+	out := make(chan reply, 2)
+	deadline := time.Now().Add(time.Minute)
+	acq := &call{op: opMultiAcquire, idx: 0, key: keys[0], token: "tok", deadline: deadline, out: out,
+		args: &cmdArgs{key: keys[0], token: "tok", ttl: 60000, keys: keys}}
+	rel := &call{op: opMultiRelease, idx: 1, key: keys[0], token: "tok", deadline: deadline, out: out, keepFor: time.Minute,
+		args: &cmdArgs{key: keys[0], token: "tok", keys: keys}}
+	res, err := nd.pool.acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd.run(res, []*call{acq, rel})
+	<-out
+	<-out
+	for _, k := range keys {
+		if v := keyOn(t, s, k); v != "" {
+			t.Errorf("%s = %q left on the master: the release ran before the acquire's NOSCRIPT retry", k, v)
+		}
+	}
+}
