@@ -146,7 +146,7 @@ func TestPooledFanoutChaos(t *testing.T) {
 			t.Logf("%s keys: %.300s", s.Addr(), keys)
 		}
 	}
-	eventually(t, 60*time.Second, "no key left on any master", func() bool {
+	eventually(t, 30*time.Second, "no key left on any master (their TTL is 60 s)", func() bool {
 		for _, s := range ms {
 			v, err := s.Do(ctx, "DBSIZE")
 			if err != nil || strings.TrimPrefix(v, ":") != "0" {
