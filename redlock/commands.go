@@ -90,6 +90,28 @@ func (o opKind) String() string {
 	return [...]string{"lock", "release", "extend", "islocked", "pttl", "lockall", "release", "extend", "lock", "fence"}[o]
 }
 
+// scriptSrc is the source of op's script: the plain lock's scripts and
+// those of RWMutex, Semaphore and fencing (scriptOf).
+func scriptSrc(op opKind) string {
+	switch op {
+	case opRelease:
+		return releaseScriptSrc
+	case opExtend:
+		return extendScriptSrc
+	case opMultiAcquire:
+		return multiAcquireScriptSrc
+	case opMultiRelease:
+		return multiReleaseScriptSrc
+	case opMultiExtend:
+		return multiExtendScriptSrc
+	case opAcquireFence:
+		return fenceAcquireScriptSrc
+	case opRaise:
+		return raiseScriptSrc
+	}
+	return scriptOf(op).src
+}
+
 // Script hashes, boxed once.
 var (
 	releaseSHA      any = releaseScript.Hash()

@@ -45,3 +45,34 @@ func TestNoScriptRetryKeepsOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestNoScriptPlainScriptsLoaded: after SCRIPT FLUSH, a plain lock's
+// extend pipelined with its own release both answer NOSCRIPT; the extend is
+// not resent (its release ran) and its script — the plain lock's own, not
+// a scripted kind's — is loaded for the next use (this panicked).
+func TestNoScriptPlainScriptsLoaded(t *testing.T) {
+	f := fleet(t, 1, 1)
+	s := f[0][0]
+	c := newClient(t, clusterConfig(f))
+	nd := c.nodes[0]
+	ctx := context.Background()
+	if _, err := s.Do(ctx, "SCRIPT", "FLUSH"); err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan reply, 2)
+	deadline := time.Now().Add(time.Minute)
+	ext := &call{op: opExtend, idx: 0, key: "np", token: "tok", deadline: deadline, out: out,
+		args: &cmdArgs{key: "np", token: "tok", ttl: 60000}}
+	rel := &call{op: opRelease, idx: 1, key: "np", token: "tok", deadline: deadline, out: out,
+		args: &cmdArgs{key: "np", token: "tok"}}
+	res, err := nd.pool.acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd.run(res, []*call{ext, rel})
+	<-out
+	<-out
+	if v, err := s.Do(ctx, "SCRIPT", "EXISTS", releaseScript.Hash(), extendScript.Hash()); err != nil || v == "" {
+		t.Fatalf("SCRIPT EXISTS: %q %v", v, err)
+	}
+}

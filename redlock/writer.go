@@ -98,8 +98,8 @@ type fenceArgs struct {
 	key, slot, value any
 }
 
-func newCmdArgs(key, token string, ttlMs int64) *cmdArgs {
-	return &cmdArgs{key: key, token: token, ttl: ttlMs}
+func newCmdArgs(key, token string) *cmdArgs {
+	return &cmdArgs{key: key, token: token}
 }
 
 // submit hands a call to the writer chosen by the key's hash. It never
@@ -128,11 +128,15 @@ func (n *node) submit(cl *call, hash uint64, direct bool) {
 			return
 		}
 	}
-	if !q.push(cl) {
+	switch err := q.push(cl); {
+	case err == nil:
+	case errors.Is(err, errQueueFull):
 		// Up but overloaded: a release it may need is kept and retried.
 		n.queueFull.Add(1)
 		n.keepAndRetry(cl)
-		cl.fail(errQueueFull)
+		cl.fail(err)
+	default: // the writer stopped (Close) after the check above
+		cl.fail(err)
 	}
 }
 
@@ -144,17 +148,23 @@ func (n *node) submit(cl *call, hash uint64, direct bool) {
 type writerQueue struct {
 	mu      sync.Mutex
 	pending []*call
+	closed  bool          // the writer stopped: nothing is queued any more
 	wake    chan struct{} // a token whenever pending became non-empty
 }
 
 func newWriterQueue() *writerQueue { return &writerQueue{wake: make(chan struct{}, 1)} }
 
-// push queues cl; false when writerQueueLen calls already wait.
-func (q *writerQueue) push(cl *call) bool {
+// push queues cl; errQueueFull when writerQueueLen calls already wait,
+// ErrClosed once the writer stopped (nobody would answer cl).
+func (q *writerQueue) push(cl *call) error {
 	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return ErrClosed
+	}
 	if len(q.pending) >= writerQueueLen {
 		q.mu.Unlock()
-		return false
+		return errQueueFull
 	}
 	q.pending = append(q.pending, cl)
 	first := len(q.pending) == 1
@@ -165,7 +175,18 @@ func (q *writerQueue) push(cl *call) bool {
 		default: // a token is there already
 		}
 	}
-	return true
+	return nil
+}
+
+// close stops the queue: it returns the calls waiting, and refuses every
+// later push.
+func (q *writerQueue) close() []*call {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+	calls := q.pending
+	q.pending = nil
+	return calls
 }
 
 // empty tells whether no call waits.
@@ -200,7 +221,7 @@ func (n *node) writeLoop(q *writerQueue) {
 		select {
 		case <-q.wake:
 		case <-n.c.closing:
-			for _, cl := range q.take(nil) {
+			for _, cl := range q.close() {
 				cl.fail(ErrClosed)
 			}
 			return
@@ -316,7 +337,7 @@ func (n *node) run(res *puddle.Resource[*pconn], calls []*call) {
 			continue
 		}
 		if laterOfSameLock(calls, i) {
-			retry = append(retry, redis.NewCmd(ctx, "script", "load", scriptOf(calls[i].op).src))
+			retry = append(retry, redis.NewCmd(ctx, "script", "load", scriptSrc(calls[i].op)))
 			continue
 		}
 		cmds[i] = newCmd(ctx, calls[i], true)
