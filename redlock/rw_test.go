@@ -747,6 +747,9 @@ func TestScriptedAutoExtend(t *testing.T) {
 	f := fleet(t, 1, 3)
 	cfg := clusterConfig(f)
 	cfg.RetryStrategy = NoRetry()
+	// Renewals every ttl/3 must land under -race and a CPU hog: a second
+	// for each master to answer, two seconds of validity.
+	cfg.NodeTimeout = time.Second
 	c := newClient(t, cfg)
 	ctx := context.Background()
 	m := c.RWMutex("ae")
@@ -754,12 +757,12 @@ func TestScriptedAutoExtend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const ttl = 600 * time.Millisecond
+	const ttl = 2 * time.Second
 	fn := func(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return context.Cause(ctx)
-		case <-time.After(3 * ttl):
+		case <-time.After(2 * ttl):
 			return nil
 		}
 	}
