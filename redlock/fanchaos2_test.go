@@ -83,97 +83,86 @@ func TestPooledFanoutChaosScripted(t *testing.T) {
 		lastDone = map[string]int64{}
 		inDo     [3]sync.Map // of one key: the holder
 		got      atomic.Int64
-		wg       sync.WaitGroup
 	)
-	deadline := time.Now().Add(6 * time.Second)
-	const workers, maxOps = 16, 2000
-	for w := range workers {
-		c := clients[w%2]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < maxOps && time.Now().Before(deadline); i++ {
-				k := i % 3
-				switch i % 3 {
-				case 0: // fenced plain lock
-					res := fmt.Sprint("fenced:", k)
-					fenceMu.Lock()
-					before := lastDone[res]
-					fenceMu.Unlock()
-					l, err := c.TryLock(ctx, res, 2*time.Second)
-					if err != nil {
-						continue
-					}
-					got.Add(1)
-					if l.Fence() <= before {
-						t.Errorf("%s: fence %d not above %d of an acquisition completed before", res, l.Fence(), before)
-					}
-					fenceMu.Lock()
-					lastDone[res] = max(lastDone[res], l.Fence())
-					fenceMu.Unlock()
-					_ = l.Release(ctx)
-				case 1: // RWMutex
-					st := states[k]
-					m := c.RWMutex(fmt.Sprint("rw:", k))
-					var l *Lock
-					var err error
-					reader := w%2 == 0
-					if reader {
-						l, err = m.TryRLock(ctx, 2*time.Second)
-					} else {
-						l, err = m.TryLock(ctx, 2*time.Second)
-					}
-					if err != nil {
-						continue
-					}
-					got.Add(1)
-					st.mu.Lock()
-					if st.writer != nil && st.writer.Valid() && l.Valid() {
-						t.Errorf("rw:%d: a writer holds it while another %s gets it", k, map[bool]string{true: "reader", false: "writer"}[reader])
-					}
-					if !reader {
-						for r := range st.readers {
-							if r.Valid() && l.Valid() {
-								t.Errorf("rw:%d: a writer gets it while a reader holds it", k)
-								break
-							}
-						}
-						st.writer = l
-					} else {
-						st.readers[l] = true
-					}
-					st.mu.Unlock()
-					time.Sleep(time.Millisecond)
-					st.mu.Lock()
-					if st.writer == l {
-						st.writer = nil
-					}
-					delete(st.readers, l)
-					st.mu.Unlock()
-					_ = l.Release(ctx)
-				case 2: // Do with the shared extender
-					dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-					_ = c.Do(dctx, fmt.Sprint("do:", k), 300*time.Millisecond, func(fctx context.Context) error {
-						got.Add(1)
-						l := LockFromContext(fctx)
-						// A holder leaves inDo before it returns: a valid lock
-						// still there is a second holder's.
-						if prev, loaded := inDo[k].Swap(k, l); loaded && prev.(*Lock).Valid() && l.Valid() {
-							t.Errorf("do:%d held twice within validity", k)
-						}
-						select {
-						case <-fctx.Done():
-						case <-time.After(400 * time.Millisecond): // past the TTL: renewed
-						}
-						inDo[k].CompareAndDelete(k, l)
-						return nil
-					})
-					cancel()
-				}
+	runWorkers(clients, 16, 2000, 6*time.Second, func(c *Client, w, i int) {
+		k := i % 3
+		switch i % 3 {
+		case 0: // fenced plain lock
+			res := fmt.Sprint("fenced:", k)
+			fenceMu.Lock()
+			before := lastDone[res]
+			fenceMu.Unlock()
+			l, err := c.TryLock(ctx, res, 2*time.Second)
+			if err != nil {
+				return
 			}
-		}()
-	}
-	wg.Wait()
+			got.Add(1)
+			if l.Fence() <= before {
+				t.Errorf("%s: fence %d not above %d of an acquisition completed before", res, l.Fence(), before)
+			}
+			fenceMu.Lock()
+			lastDone[res] = max(lastDone[res], l.Fence())
+			fenceMu.Unlock()
+			_ = l.Release(ctx)
+		case 1: // RWMutex
+			st := states[k]
+			m := c.RWMutex(fmt.Sprint("rw:", k))
+			var l *Lock
+			var err error
+			reader := w%2 == 0
+			if reader {
+				l, err = m.TryRLock(ctx, 2*time.Second)
+			} else {
+				l, err = m.TryLock(ctx, 2*time.Second)
+			}
+			if err != nil {
+				return
+			}
+			got.Add(1)
+			st.mu.Lock()
+			if st.writer != nil && st.writer.Valid() && l.Valid() {
+				t.Errorf("rw:%d: a writer holds it while another %s gets it", k, map[bool]string{true: "reader", false: "writer"}[reader])
+			}
+			if !reader {
+				for r := range st.readers {
+					if r.Valid() && l.Valid() {
+						t.Errorf("rw:%d: a writer gets it while a reader holds it", k)
+						break
+					}
+				}
+				st.writer = l
+			} else {
+				st.readers[l] = true
+			}
+			st.mu.Unlock()
+			time.Sleep(time.Millisecond)
+			st.mu.Lock()
+			if st.writer == l {
+				st.writer = nil
+			}
+			delete(st.readers, l)
+			st.mu.Unlock()
+			_ = l.Release(ctx)
+		case 2: // Do with the shared extender
+			dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_ = c.Do(dctx, fmt.Sprint("do:", k), 300*time.Millisecond, func(fctx context.Context) error {
+				got.Add(1)
+				l := LockFromContext(fctx)
+				// A holder leaves inDo before it returns: a valid lock
+				// still there is a second holder's.
+				if prev, loaded := inDo[k].Swap(k, l); loaded && prev.(*Lock).Valid() && l.Valid() {
+					t.Errorf("do:%d held twice within validity", k)
+				}
+				select {
+				case <-fctx.Done():
+				case <-time.After(400 * time.Millisecond): // past the TTL: renewed
+				}
+				inDo[k].CompareAndDelete(k, l)
+				return nil
+			})
+			cancel()
+		}
+	})
 	close(stop)
 	<-faultsDone
 	for _, s := range ms {

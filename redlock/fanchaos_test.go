@@ -76,57 +76,46 @@ func TestPooledFanoutChaos(t *testing.T) {
 	var (
 		holders  sync.Map
 		ops, got atomic.Int64
-		wg       sync.WaitGroup
 	)
-	deadline := time.Now().Add(5 * time.Second)
-	const workers, maxOps = 24, 3000
-	for w := range workers {
-		c := clients[w%3]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < maxOps && time.Now().Before(deadline); i++ {
-				ops.Add(1)
-				res := fmt.Sprintf("%s:%d", long[:1000*(i%5)], i%6)
-				switch i % 4 {
-				case 0, 1: // contended, extended once
-					l, err := c.TryLock(ctx, res, 60*time.Second)
-					if err != nil {
-						continue
-					}
-					got.Add(1)
-					if prev, loaded := holders.Swap(res, l); loaded && prev.(*Lock).Valid() && l.Valid() {
-						t.Errorf("%d-byte resource held twice within validity", len(res))
-					}
-					if i%2 == 1 {
-						_ = l.Extend(ctx, 60*time.Second)
-					}
-					holders.CompareAndDelete(res, l)
-					_ = l.Release(ctx)
-				case 2: // cancelled mid-flight
-					cctx, cancel := context.WithTimeout(ctx, time.Duration(i%7)*50*time.Microsecond)
-					if l, err := c.TryLock(cctx, fmt.Sprintf("free:%d:%d:%s", w, i, long[:i%4000]), 60*time.Second); err == nil {
-						_ = l.Release(ctx)
-					}
-					cancel()
-				case 3:
-					m, err := c.LockAll(ctx, []string{fmt.Sprintf("all:%d", i%3), fmt.Sprintf("all:%d", (i+1)%3)}, 60*time.Second)
-					if err == nil {
-						for _, r := range m.Resources() {
-							if prev, loaded := holders.Swap(r, m); loaded && prev.(*MultiLock).Until().After(time.Now()) {
-								t.Errorf("%s held twice (LockAll)", r)
-							}
-						}
-						for _, r := range m.Resources() {
-							holders.CompareAndDelete(r, m)
-						}
-						_ = m.Release(ctx)
+	runWorkers(clients, 24, 3000, 5*time.Second, func(c *Client, w, i int) {
+		ops.Add(1)
+		res := fmt.Sprintf("%s:%d", long[:1000*(i%5)], i%6)
+		switch i % 4 {
+		case 0, 1: // contended, extended once
+			l, err := c.TryLock(ctx, res, 60*time.Second)
+			if err != nil {
+				return
+			}
+			got.Add(1)
+			if prev, loaded := holders.Swap(res, l); loaded && prev.(*Lock).Valid() && l.Valid() {
+				t.Errorf("%d-byte resource held twice within validity", len(res))
+			}
+			if i%2 == 1 {
+				_ = l.Extend(ctx, 60*time.Second)
+			}
+			holders.CompareAndDelete(res, l)
+			_ = l.Release(ctx)
+		case 2: // cancelled mid-flight
+			cctx, cancel := context.WithTimeout(ctx, time.Duration(i%7)*50*time.Microsecond)
+			if l, err := c.TryLock(cctx, fmt.Sprintf("free:%d:%d:%s", w, i, long[:i%4000]), 60*time.Second); err == nil {
+				_ = l.Release(ctx)
+			}
+			cancel()
+		case 3:
+			m, err := c.LockAll(ctx, []string{fmt.Sprintf("all:%d", i%3), fmt.Sprintf("all:%d", (i+1)%3)}, 60*time.Second)
+			if err == nil {
+				for _, r := range m.Resources() {
+					if prev, loaded := holders.Swap(r, m); loaded && prev.(*MultiLock).Until().After(time.Now()) {
+						t.Errorf("%s held twice (LockAll)", r)
 					}
 				}
+				for _, r := range m.Resources() {
+					holders.CompareAndDelete(r, m)
+				}
+				_ = m.Release(ctx)
 			}
-		}()
-	}
-	wg.Wait()
+		}
+	})
 	close(stop)
 	<-faultsDone
 	for _, s := range ms {

@@ -103,53 +103,42 @@ func TestPooledFanoutNoCrossTalk(t *testing.T) {
 		holders  sync.Map // shared resource → *Lock holding it
 		overlaps atomic.Int64
 		ops      atomic.Int64
-		wg       sync.WaitGroup
 	)
-	deadline := time.Now().Add(4 * time.Second)
-	const workers, maxOps = 16, 2000
-	for w := range workers {
-		c := clients[w%2]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < maxOps && time.Now().Before(deadline); i++ {
-				ops.Add(1)
-				switch i % 4 {
-				case 0: // busy: must never be obtained
-					if l, err := c.TryLock(context.Background(), fmt.Sprintf("busy:%d", i%busy), 5*time.Second); err == nil {
-						t.Errorf("busy:%d obtained while A and B hold it (two holders)", i%busy)
-						_ = l.Release(context.Background())
-					}
-				case 1: // free, a fresh name
-					if l, err := c.TryLock(context.Background(), fmt.Sprintf("free:%d:%d", w, i), 5*time.Second); err == nil {
-						_ = l.Release(context.Background())
-					}
-				case 2: // free, with a context that ends before the answers
-					ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%3)*100*time.Microsecond)
-					if l, err := c.TryLock(ctx, fmt.Sprintf("free:%d:%d", w, i), 5*time.Second); err == nil {
-						_ = l.Release(context.Background())
-					}
-					cancel()
-				case 3: // contended by both clients
-					res := fmt.Sprintf("shared:%d", i%4)
-					l, err := c.TryLock(context.Background(), res, 2*time.Second)
-					if err != nil {
-						continue
-					}
-					// A holder leaves the map before it releases: a valid
-					// lock still in it is a second holder's.
-					if prev, loaded := holders.Swap(res, l); loaded && prev.(*Lock).Valid() && l.Valid() {
-						overlaps.Add(1)
-						t.Errorf("%s held twice within validity", res)
-					}
-					time.Sleep(time.Millisecond)
-					holders.CompareAndDelete(res, l)
-					_ = l.Release(context.Background())
-				}
+	runWorkers(clients, 16, 2000, 4*time.Second, func(c *Client, w, i int) {
+		ops.Add(1)
+		switch i % 4 {
+		case 0: // busy: must never be obtained
+			if l, err := c.TryLock(context.Background(), fmt.Sprintf("busy:%d", i%busy), 5*time.Second); err == nil {
+				t.Errorf("busy:%d obtained while A and B hold it (two holders)", i%busy)
+				_ = l.Release(context.Background())
 			}
-		}()
-	}
-	wg.Wait()
+		case 1: // free, a fresh name
+			if l, err := c.TryLock(context.Background(), fmt.Sprintf("free:%d:%d", w, i), 5*time.Second); err == nil {
+				_ = l.Release(context.Background())
+			}
+		case 2: // free, with a context that ends before the answers
+			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%3)*100*time.Microsecond)
+			if l, err := c.TryLock(ctx, fmt.Sprintf("free:%d:%d", w, i), 5*time.Second); err == nil {
+				_ = l.Release(context.Background())
+			}
+			cancel()
+		case 3: // contended by both clients
+			res := fmt.Sprintf("shared:%d", i%4)
+			l, err := c.TryLock(context.Background(), res, 2*time.Second)
+			if err != nil {
+				return
+			}
+			// A holder leaves the map before it releases: a valid
+			// lock still in it is a second holder's.
+			if prev, loaded := holders.Swap(res, l); loaded && prev.(*Lock).Valid() && l.Valid() {
+				overlaps.Add(1)
+				t.Errorf("%s held twice within validity", res)
+			}
+			time.Sleep(time.Millisecond)
+			holders.CompareAndDelete(res, l)
+			_ = l.Release(context.Background())
+		}
+	})
 	close(stop)
 	<-faultsDone
 	_ = cm.Resume()

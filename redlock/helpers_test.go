@@ -98,6 +98,23 @@ func heldEverywhere(t *testing.T, masters []*redisproc.Server, l *Lock) {
 	})
 }
 
+// runWorkers runs op from workers goroutines, worker w with
+// clients[w%len(clients)], each up to maxOps times (i counts them) or until
+// d has passed; it returns when every worker is done.
+func runWorkers(clients []*Client, workers, maxOps int, d time.Duration, op func(c *Client, w, i int)) {
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for w := range workers {
+		c := clients[w%len(clients)]
+		wg.Go(func() {
+			for i := 0; i < maxOps && time.Now().Before(deadline); i++ {
+				op(c, w, i)
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // eventually polls cond for up to d.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
