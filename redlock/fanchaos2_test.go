@@ -37,37 +37,28 @@ func TestPooledFanoutChaosScripted(t *testing.T) {
 	})
 	stray0 := strayReplies.Load()
 	ctx := context.Background()
-	stop := make(chan struct{})
-	faultsDone := make(chan struct{})
-	go func() {
-		defer close(faultsDone)
-		for round := 0; ; round++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			s := ms[round%3]
-			dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			switch round % 3 {
-			case 0:
-				_, _ = s.Do(dctx, "CLIENT", "KILL", "TYPE", "normal")
-			case 1:
-				_ = s.Pause()
-				time.Sleep(300 * time.Millisecond)
-				_ = s.Resume()
-			case 2:
-				if err := s.Kill(); err == nil {
-					time.Sleep(50 * time.Millisecond)
-					if err := s.Restart(); err != nil {
-						t.Errorf("restart %s: %v", s.Addr(), err)
-					}
+	stopFaults := untilStopped(func(round int) bool {
+		s := ms[round%3]
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		switch round % 3 {
+		case 0:
+			_, _ = s.Do(dctx, "CLIENT", "KILL", "TYPE", "normal")
+		case 1:
+			_ = s.Pause()
+			time.Sleep(300 * time.Millisecond)
+			_ = s.Resume()
+		case 2:
+			if err := s.Kill(); err == nil {
+				time.Sleep(50 * time.Millisecond)
+				if err := s.Restart(); err != nil {
+					t.Errorf("restart %s: %v", s.Addr(), err)
 				}
 			}
-			cancel()
-			time.Sleep(150 * time.Millisecond)
 		}
-	}()
+		cancel()
+		time.Sleep(150 * time.Millisecond)
+		return true
+	})
 
 	type rwState struct {
 		mu      sync.Mutex
@@ -163,8 +154,7 @@ func TestPooledFanoutChaosScripted(t *testing.T) {
 			cancel()
 		}
 	})
-	close(stop)
-	<-faultsDone
+	stopFaults()
 	for _, s := range ms {
 		_ = s.Resume()
 	}

@@ -42,36 +42,27 @@ func TestPooledFanoutChaos(t *testing.T) {
 	long := strings.Repeat("r", 4000)
 	ctx := context.Background()
 
-	stop := make(chan struct{})
-	faultsDone := make(chan struct{})
-	go func() {
-		defer close(faultsDone)
-		for round := 0; ; round++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			s := ms[round%3]
-			dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			switch round % 5 {
-			case 0:
-				_ = s.Pause()
-				time.Sleep(300 * time.Millisecond)
-				_ = s.Resume()
-			case 1:
-				_, _ = s.Do(dctx, "CLIENT", "KILL", "TYPE", "normal")
-			case 2:
-				_, _ = s.Do(dctx, "SCRIPT", "FLUSH")
-			case 3:
-				_, _ = s.Do(dctx, "DEBUG", "SLEEP", "0.2")
-			case 4:
-				_, _ = s.Do(dctx, "CLIENT", "PAUSE", "80", "ALL")
-			}
-			cancel()
-			time.Sleep(60 * time.Millisecond)
+	stopFaults := untilStopped(func(round int) bool {
+		s := ms[round%3]
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		switch round % 5 {
+		case 0:
+			_ = s.Pause()
+			time.Sleep(300 * time.Millisecond)
+			_ = s.Resume()
+		case 1:
+			_, _ = s.Do(dctx, "CLIENT", "KILL", "TYPE", "normal")
+		case 2:
+			_, _ = s.Do(dctx, "SCRIPT", "FLUSH")
+		case 3:
+			_, _ = s.Do(dctx, "DEBUG", "SLEEP", "0.2")
+		case 4:
+			_, _ = s.Do(dctx, "CLIENT", "PAUSE", "80", "ALL")
 		}
-	}()
+		cancel()
+		time.Sleep(60 * time.Millisecond)
+		return true
+	})
 
 	var (
 		holders  sync.Map
@@ -116,8 +107,7 @@ func TestPooledFanoutChaos(t *testing.T) {
 			}
 		}
 	})
-	close(stop)
-	<-faultsDone
+	stopFaults()
 	for _, s := range ms {
 		_ = s.Resume()
 	}

@@ -69,35 +69,26 @@ func TestPooledFanoutNoCrossTalk(t *testing.T) {
 	// within NodeTimeout (CLIENT PAUSE shorter than it), replies never read
 	// (SIGSTOP longer than it: the writer answers with a timeout after the
 	// caller has left).
-	stop := make(chan struct{})
-	faultsDone := make(chan struct{})
-	go func() {
-		defer close(faultsDone)
-		for round := 0; ; round++ {
-			select {
-			case <-stop:
-				return
-			default:
+	stopFaults := untilStopped(func(round int) bool {
+		switch round % 3 {
+		case 0:
+			pauseCommands(t, a, 60*time.Millisecond)
+		case 1:
+			pauseCommands(t, cm, 60*time.Millisecond)
+		case 2:
+			if err := cm.Pause(); err != nil {
+				t.Error(err)
+				return false
 			}
-			switch round % 3 {
-			case 0:
-				pauseCommands(t, a, 60*time.Millisecond)
-			case 1:
-				pauseCommands(t, cm, 60*time.Millisecond)
-			case 2:
-				if err := cm.Pause(); err != nil {
-					t.Error(err)
-					return
-				}
-				time.Sleep(400 * time.Millisecond)
-				if err := cm.Resume(); err != nil {
-					t.Error(err)
-					return
-				}
+			time.Sleep(400 * time.Millisecond)
+			if err := cm.Resume(); err != nil {
+				t.Error(err)
+				return false
 			}
-			time.Sleep(100 * time.Millisecond)
 		}
-	}()
+		time.Sleep(100 * time.Millisecond)
+		return true
+	})
 
 	var (
 		holders  sync.Map // shared resource → *Lock holding it
@@ -139,8 +130,7 @@ func TestPooledFanoutNoCrossTalk(t *testing.T) {
 			_ = l.Release(context.Background())
 		}
 	})
-	close(stop)
-	<-faultsDone
+	stopFaults()
 	_ = cm.Resume()
 
 	var checked int

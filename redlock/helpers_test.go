@@ -115,6 +115,27 @@ func runWorkers(clients []*Client, workers, maxOps int, d time.Duration, op func
 	wg.Wait()
 }
 
+// untilStopped runs round(0), round(1), … on a goroutine of its own until
+// round returns false or stop is called; stop waits for the round in
+// progress to end.
+func untilStopped(round func(i int) bool) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-quit:
+				return
+			default:
+			}
+			if !round(i) {
+				return
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
 // eventually polls cond for up to d.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
