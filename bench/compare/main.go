@@ -326,7 +326,11 @@ func run(p plan, out string, retryBase time.Duration) error {
 	if err := rep.writeCharts(dir); err != nil {
 		return err
 	}
-	if err := os.WriteFile(out, []byte(rep.markdown()), 0o644); err != nil {
+	doc := rep.markdown()
+	if old, err := os.ReadFile(out); err == nil {
+		doc = keepOtherSections(string(old), doc)
+	}
+	if err := os.WriteFile(out, []byte(doc), 0o644); err != nil {
 		return err
 	}
 	progress("wrote %s and %s in %v", out, strings.Join(rep.Charts, ", "), rep.Took.Round(time.Second))
@@ -349,4 +353,54 @@ func slowFleet(addrs []string, i, ms int) ([]string, func(), error) {
 	out := append([]string(nil), addrs...)
 	out[i] = p.Listen
 	return out, p.Stop, nil
+}
+
+// keepOtherSections appends to the generated report the sections ("## "
+// headings) of the previous file that this program does not write — the
+// figures other benchmarks and tests record there (fencing, waiting, the
+// fleet simulation…) — in their order, so that regenerating the peer
+// comparison does not erase them.
+func keepOtherSections(old, generated string) string {
+	ours := map[string]bool{}
+	for _, sec := range sections(generated) {
+		ours[sec.heading] = true
+	}
+	var b strings.Builder
+	b.WriteString(strings.TrimRight(generated, "\n"))
+	b.WriteString("\n")
+	for _, sec := range sections(old) {
+		if sec.heading != "" && !ours[sec.heading] {
+			b.WriteString("\n")
+			b.WriteString(strings.TrimRight(sec.text, "\n"))
+			b.WriteString("\n")
+		}
+	}
+	return b.String()
+}
+
+type section struct{ heading, text string }
+
+// sections splits a Markdown document at its "## " headings; the text
+// before the first one has an empty heading. A heading is its line up to
+// the first parenthesis or colon, so that a section whose title carries
+// figures that change keeps its identity.
+func sections(doc string) []section {
+	var out []section
+	cur := section{}
+	for _, line := range strings.SplitAfter(doc, "\n") {
+		if strings.HasPrefix(line, "## ") {
+			out = append(out, cur)
+			cur = section{heading: headingKey(line)}
+		}
+		cur.text += line
+	}
+	return append(out, cur)
+}
+
+func headingKey(line string) string {
+	h := strings.TrimSpace(strings.TrimPrefix(line, "## "))
+	if i := strings.IndexAny(h, "(:"); i > 0 {
+		h = h[:i]
+	}
+	return strings.TrimSpace(h)
 }
