@@ -183,10 +183,18 @@ func (c *Client) acquireLoop(ctx context.Context, a acquisition) error {
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, ErrNotObtained) || ctx.Err() != nil {
+		if !errors.Is(err, ErrNotObtained) {
 			return err
 		}
 		last = err
+		if cerr := ctx.Err(); cerr != nil {
+			// The attempt ended with ctx (it may not say so: a quorum
+			// already out of reach returns before ctx is checked).
+			if errors.Is(err, cerr) {
+				return err
+			}
+			return ended(cerr)
+		}
 		if c.closed.Load() {
 			return ended(ErrClosed)
 		}
