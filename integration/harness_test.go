@@ -1,12 +1,10 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/quorumlock/quorumlock/integration/safety"
+	"github.com/quorumlock/quorumlock/internal/leakcheck"
 	"github.com/quorumlock/quorumlock/redlock"
 	"github.com/quorumlock/quorumlock/redlocktest"
 )
@@ -128,23 +127,12 @@ func checkNoClientGoroutines(t *testing.T) {
 	})
 }
 
+// clientGoroutines returns the stacks of the goroutines running in package
+// redlock.
 func clientGoroutines() []string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	var out []string
-	for _, g := range bytes.Split(buf, []byte("\n\n")) {
-		if bytes.Contains(g, []byte("quorumlock/quorumlock/redlock.")) {
-			out = append(out, string(g))
-		}
-	}
-	return out
+	return leakcheck.Stacks(func(stack string) bool {
+		return strings.Contains(stack, "quorumlock/quorumlock/redlock.")
+	})
 }
 
 // keyOn reads key on one master ("", false when absent).

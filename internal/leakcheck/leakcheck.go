@@ -93,6 +93,19 @@ func Run(run func() int) int {
 	return code
 }
 
+// Stacks returns the stack of every goroutine running now, as
+// runtime.Stack prints it (the caller's first), keeping those for which
+// keep reports true; with a nil keep, all of them.
+func Stacks(keep func(stack string) bool) []string {
+	var out []string
+	for _, g := range goroutines() {
+		if keep == nil || keep(g.stack) {
+			out = append(out, g.stack)
+		}
+	}
+	return out
+}
+
 type goroutine struct {
 	id    uint64
 	stack string

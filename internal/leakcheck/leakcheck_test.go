@@ -65,3 +65,25 @@ func blockedUntil(stop <-chan struct{}, done chan<- struct{}) {
 	<-stop
 	close(done)
 }
+
+// TestStacksKeepsWhatTheFilterKeeps: Stacks lists the caller first and a
+// blocked goroutine by its function; the filter keeps only what it accepts.
+func TestStacksKeepsWhatTheFilterKeeps(t *testing.T) {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go blockedUntil(stop, done)
+	defer func() { close(stop); <-done }()
+	byName := func(stack string) bool { return strings.Contains(stack, "leakcheck.blockedUntil") }
+	var blocked []string
+	for deadline := time.Now().Add(10 * time.Second); len(blocked) == 0 && time.Now().Before(deadline); {
+		blocked = Stacks(byName)
+		time.Sleep(time.Millisecond)
+	}
+	if len(blocked) != 1 || !strings.HasPrefix(blocked[0], "goroutine ") {
+		t.Fatalf("Stacks(blockedUntil) = %q, want the one blocked goroutine's stack", blocked)
+	}
+	all := Stacks(nil)
+	if len(all) < 2 || !strings.Contains(all[0], "TestStacksKeepsWhatTheFilterKeeps") {
+		t.Fatalf("Stacks(nil): %d stacks, the first not the caller's: %q", len(all), all)
+	}
+}
