@@ -789,9 +789,7 @@ func TestReleaseToken(t *testing.T) {
 // TestReleaseReachesAPausedMaster: a master that misses a release (paused)
 // gets it when it is back, instead of keeping the key until its TTL.
 func TestReleaseReachesAPausedMaster(t *testing.T) {
-	f := fleet(t, 1, 3)
-	cfg := faultConfig(f)
-	c := newClient(t, cfg)
+	f, c := oneGroupClient(t, faultConfig, nil)
 	ctx := context.Background()
 	l, err := c.Lock(ctx, "rp", 30*time.Second)
 	if err != nil {

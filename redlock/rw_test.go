@@ -19,9 +19,7 @@ import (
 // a writer is refused while any reads and holds alone; Release and Extend
 // act on exactly one share.
 func TestRWMutexReadersShareWriterExcludes(t *testing.T) {
-	f := fleet(t, 1, 3)
-	cfg := clusterConfig(f)
-	cfg.RetryStrategy = NoRetry()
+	f, cfg := oneGroup(t, 3, clusterConfig, NoRetry())
 	a, b := newClient(t, cfg), newClient(t, cfg)
 	ctx := context.Background()
 	ma, mb := a.RWMutex("doc"), b.RWMutex("doc")
@@ -124,10 +122,7 @@ func TestRWMutexReadersShareWriterExcludes(t *testing.T) {
 // writer gets in only once the masters' own clocks passed the share's
 // expiry (computed there from TIME).
 func TestRWMutexCrashedReaderExpiresOnServerClock(t *testing.T) {
-	f := fleet(t, 1, 3)
-	cfg := clusterConfig(f)
-	cfg.RetryStrategy = LinearBackoff(10000, 20*time.Millisecond)
-	c := newClient(t, cfg)
+	f, c := oneGroupClient(t, clusterConfig, LinearBackoff(10000, 20*time.Millisecond))
 	ctx := context.Background()
 	ms := raws(t, f[0])
 	m := c.RWMutex("crash")
@@ -181,9 +176,7 @@ func TestRWMutexCrashedReaderExpiresOnServerClock(t *testing.T) {
 // never a moment with no reader); a waiting writer still gets in, because
 // its waiting mark keeps new readers out. No reader holds while it does.
 func TestRWMutexWriterNotStarved(t *testing.T) {
-	f := fleet(t, 1, 3)
-	cfg := clusterConfig(f)
-	cfg.RetryStrategy = LinearBackoff(100000, 10*time.Millisecond)
+	_, cfg := oneGroup(t, 3, clusterConfig, LinearBackoff(100000, 10*time.Millisecond))
 	readers, writer := newClient(t, cfg), newClient(t, cfg)
 	ctx := context.Background()
 	log := newHoldLog(0)
@@ -265,9 +258,7 @@ func TestRWMutexWriterNotStarved(t *testing.T) {
 // readers are refused while it lives, but it expires on the masters after
 // the writer's ttl and readers get in again.
 func TestRWMutexCrashedWaitingWriter(t *testing.T) {
-	f := fleet(t, 1, 3)
-	cfg := clusterConfig(f)
-	cfg.RetryStrategy = LinearBackoff(100000, 20*time.Millisecond)
+	f, cfg := oneGroup(t, 3, clusterConfig, LinearBackoff(100000, 20*time.Millisecond))
 	readers := newClient(t, cfg)
 	wcfg := cfg
 	wcfg.Logger = quietLogger
@@ -325,10 +316,7 @@ func TestRWMutexCrashedWaitingWriter(t *testing.T) {
 // TestRWMutexWriterGivingUpLiftsItsMark: a writer whose Lock ends (its
 // context) removes its waiting mark at once, long before the mark's TTL.
 func TestRWMutexWriterGivingUpLiftsItsMark(t *testing.T) {
-	f := fleet(t, 1, 3)
-	cfg := clusterConfig(f)
-	cfg.RetryStrategy = LinearBackoff(100000, 20*time.Millisecond)
-	c := newClient(t, cfg)
+	f, c := oneGroupClient(t, clusterConfig, LinearBackoff(100000, 20*time.Millisecond))
 	ctx := context.Background()
 	ms := raws(t, f[0])
 	m := c.RWMutex("giveup")
@@ -364,24 +352,11 @@ func TestRWMutexWriterGivingUpLiftsItsMark(t *testing.T) {
 // while one master of three is paused (SIGSTOP), then killed: the lock
 // stays available and no writer ever holds with anyone else.
 func TestRWMutexMinorityFaults(t *testing.T) {
-	f := fleet(t, 1, 3)
-	cfg := faultConfig(f)
-	cfg.RetryStrategy = LinearBackoff(50, 5*time.Millisecond)
+	f, cfg := oneGroup(t, 3, faultConfig, LinearBackoff(50, 5*time.Millisecond))
 	clients := []*Client{newClient(t, cfg), newClient(t, cfg), newClient(t, cfg)}
 	for _, fault := range []string{"pause", "kill"} {
 		t.Run(fault, func(t *testing.T) {
-			victim := f[0][2]
-			switch fault {
-			case "pause":
-				if err := victim.Pause(); err != nil {
-					t.Fatal(err)
-				}
-				defer func() { _ = victim.Resume() }()
-			case "kill":
-				if err := victim.Kill(); err != nil {
-					t.Fatal(err)
-				}
-			}
+			defer pauseOrKill(t, fault, f[0][2])()
 			log := newHoldLog(0)
 			var wg sync.WaitGroup
 			deadline := time.Now().Add(3 * time.Second)
@@ -423,10 +398,7 @@ func TestRWMutexMinorityFaults(t *testing.T) {
 // TestRWMutexDo: DoRead runs fn holding a share (another reader can join,
 // a writer cannot), DoWrite holding the lock alone; both release after fn.
 func TestRWMutexDo(t *testing.T) {
-	f := fleet(t, 1, 3)
-	cfg := clusterConfig(f)
-	cfg.RetryStrategy = NoRetry()
-	c := newClient(t, cfg)
+	_, c := oneGroupClient(t, clusterConfig, NoRetry())
 	ctx := context.Background()
 	m := c.RWMutex("do")
 	err := m.DoRead(ctx, 5*time.Second, func(ctx context.Context) error {
@@ -480,9 +452,7 @@ func TestRWMutexBadInput(t *testing.T) {
 // release of a reader's share or of a permit (paused, marked down) gets
 // that release — its own script — when it is back, long before the TTL.
 func TestScriptedReleaseReachesAPausedMaster(t *testing.T) {
-	f := fleet(t, 1, 3)
-	cfg := faultConfig(f)
-	c := newClient(t, cfg)
+	f, c := oneGroupClient(t, faultConfig, nil)
 	ctx := context.Background()
 	paused := f[0][2]
 	pc := raw(t, paused)
@@ -528,10 +498,7 @@ func TestScriptedReleaseReachesAPausedMaster(t *testing.T) {
 // writer key, mark or permit behind: a writer and a full set of permits
 // are obtained at once afterwards, although every TTL was a minute.
 func TestScriptedLocksCancelledAtEveryStepLeaveNothing(t *testing.T) {
-	f := fleet(t, 1, 3)
-	cfg := clusterConfig(f)
-	cfg.RetryStrategy = LinearBackoff(3, time.Millisecond)
-	c := newClient(t, cfg)
+	f, c := oneGroupClient(t, clusterConfig, LinearBackoff(3, time.Millisecond))
 	ms := raws(t, f[0])
 	m := c.RWMutex("cancel")
 	sem, _ := c.Semaphore("cancel", 2)
@@ -689,9 +656,7 @@ func TestSecurityACLRWMutexAndSemaphore(t *testing.T) {
 // (each waits in Lock while another holds); a reader waiting in RLock still
 // gets in, because a writer kept out by a writer leaves no waiting mark.
 func TestRWMutexReadersNotStarvedByWriters(t *testing.T) {
-	f := fleet(t, 1, 3)
-	cfg := clusterConfig(f)
-	cfg.RetryStrategy = LinearBackoff(100000, 5*time.Millisecond)
+	_, cfg := oneGroup(t, 3, clusterConfig, LinearBackoff(100000, 5*time.Millisecond))
 	writers, reader := newClient(t, cfg), newClient(t, cfg)
 	log := newHoldLog(0)
 	stop := make(chan struct{})
@@ -744,9 +709,7 @@ func TestRWMutexReadersNotStarvedByWriters(t *testing.T) {
 // writer's lock and a permit through the shared extender, with their own
 // scripts: fn outlives several TTLs and its context never ends.
 func TestScriptedAutoExtend(t *testing.T) {
-	f := fleet(t, 1, 3)
-	cfg := clusterConfig(f)
-	cfg.RetryStrategy = NoRetry()
+	_, cfg := oneGroup(t, 3, clusterConfig, NoRetry())
 	// Renewals every ttl/3 must land under -race and a CPU hog: a second
 	// for each master to answer, two seconds of validity.
 	cfg.NodeTimeout = time.Second

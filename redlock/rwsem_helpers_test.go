@@ -117,6 +117,48 @@ func onMasters(cs []*redis.Client, cond func(c *redis.Client) bool) int {
 	return n
 }
 
+// oneGroup starts one group of n masters and returns it with the config
+// these tests start from: config(f) (clusterConfig or faultConfig) with
+// retry strategy rs (nil: config's own).
+func oneGroup(t *testing.T, n int, config func([][]*redisproc.Server) Config, rs RetryStrategy) ([][]*redisproc.Server, Config) {
+	t.Helper()
+	f := fleet(t, 1, n)
+	cfg := config(f)
+	if rs != nil {
+		cfg.RetryStrategy = rs
+	}
+	return f, cfg
+}
+
+// oneGroupClient is oneGroup of three masters with a client of that config
+// (closed at the end of the test) in place of the config.
+func oneGroupClient(t *testing.T, config func([][]*redisproc.Server) Config, rs RetryStrategy) ([][]*redisproc.Server, *Client) {
+	t.Helper()
+	f, cfg := oneGroup(t, 3, config, rs)
+	return f, newClient(t, cfg)
+}
+
+// pauseOrKill puts victim through fault, for the minority-fault subtests:
+// "pause" (SIGSTOP) or "kill". It returns what resumes a paused victim (for
+// a killed one, nothing), to be deferred.
+func pauseOrKill(t *testing.T, fault string, victim *redisproc.Server) (resume func()) {
+	t.Helper()
+	switch fault {
+	case "pause":
+		if err := victim.Pause(); err != nil {
+			t.Fatal(err)
+		}
+		return func() { _ = victim.Resume() }
+	case "kill":
+		if err := victim.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		return func() {}
+	}
+	t.Fatalf("unknown fault %q", fault)
+	return nil
+}
+
 func raws(t *testing.T, ss []*redisproc.Server) []*redis.Client {
 	out := make([]*redis.Client, len(ss))
 	for i, s := range ss {

@@ -199,9 +199,7 @@ func TestSemaphoreMajorityIsNotEnough(t *testing.T) {
 // for 2 permits on 5 masters (q = 4): never more than 2 hold within their
 // validity, and 2 do hold at once.
 func TestSemaphoreNeverMoreThanPermits(t *testing.T) {
-	f := fleet(t, 1, 5)
-	cfg := clusterConfig(f)
-	cfg.RetryStrategy = LinearBackoff(1000, 2*time.Millisecond)
+	_, cfg := oneGroup(t, 5, clusterConfig, LinearBackoff(1000, 2*time.Millisecond))
 	log := runPermitHolders(t, cfg, 2, "contend", 3*time.Second)
 	log.check(t)
 	if log.maxAtOnce['p'] != 2 {
@@ -253,20 +251,10 @@ func runPermitHolders(t *testing.T, cfg Config, permits int, resource string, d 
 // failed master: with one paused (SIGSTOP), then one killed, permits are
 // still obtained and never more than 2 hold.
 func TestSemaphoreMinorityFaults(t *testing.T) {
-	f := fleet(t, 1, 5)
-	cfg := faultConfig(f)
-	cfg.RetryStrategy = LinearBackoff(1000, 2*time.Millisecond)
+	f, cfg := oneGroup(t, 5, faultConfig, LinearBackoff(1000, 2*time.Millisecond))
 	for _, fault := range []string{"pause", "kill"} {
 		t.Run(fault, func(t *testing.T) {
-			victim := f[0][4]
-			if fault == "pause" {
-				if err := victim.Pause(); err != nil {
-					t.Fatal(err)
-				}
-				defer func() { _ = victim.Resume() }()
-			} else if err := victim.Kill(); err != nil {
-				t.Fatal(err)
-			}
+			defer pauseOrKill(t, fault, f[0][4])()
 			runPermitHolders(t, cfg, 2, "faults-"+fault, 3*time.Second).check(t)
 		})
 	}
@@ -309,10 +297,7 @@ func TestSemaphoreReleaseAndExtendNeedQ(t *testing.T) {
 // TestSemaphoreHoldersExpireOnServerClock: a crashed holder's permit frees
 // at its TTL by the masters' clocks; the other holder's is untouched.
 func TestSemaphoreHoldersExpireOnServerClock(t *testing.T) {
-	f := fleet(t, 1, 3)
-	cfg := clusterConfig(f)
-	cfg.RetryStrategy = LinearBackoff(10000, 20*time.Millisecond)
-	c := newClient(t, cfg)
+	f, c := oneGroupClient(t, clusterConfig, LinearBackoff(10000, 20*time.Millisecond))
 	ctx := context.Background()
 	ms := raws(t, f[0])
 	s, err := c.Semaphore("exp", 2)
@@ -352,9 +337,7 @@ func TestSemaphoreHoldersExpireOnServerClock(t *testing.T) {
 // number is refused with ErrPermitsMismatch naming a master (not retried as
 // busy) while holders live, and accepted once the semaphore is idle.
 func TestSemaphorePermitsMismatch(t *testing.T) {
-	f := fleet(t, 1, 3)
-	cfg := clusterConfig(f)
-	cfg.RetryStrategy = LinearBackoff(100, 10*time.Millisecond)
+	f, cfg := oneGroup(t, 3, clusterConfig, LinearBackoff(100, 10*time.Millisecond))
 	a, b := newClient(t, cfg), newClient(t, cfg)
 	ctx := context.Background()
 	s2, _ := a.Semaphore("k", 2)
@@ -394,10 +377,7 @@ func containsAny(s string, subs []string) bool {
 // TestSemaphoreDoAndBadInput: Do runs fn holding a permit and releases it;
 // permits < 1 and bad resources are input errors.
 func TestSemaphoreDoAndBadInput(t *testing.T) {
-	f := fleet(t, 1, 3)
-	cfg := clusterConfig(f)
-	cfg.RetryStrategy = NoRetry()
-	c := newClient(t, cfg)
+	_, c := oneGroupClient(t, clusterConfig, NoRetry())
 	ctx := context.Background()
 	s, err := c.Semaphore("do", 1)
 	if err != nil {
@@ -439,10 +419,7 @@ func TestSemaphoreDoAndBadInput(t *testing.T) {
 // is kept for it and sent when it answers again: the late permit is gone
 // long before its one-minute TTL, and the semaphore is whole again.
 func TestSemaphoreLateGrantOnAPausedMasterIsTakenBack(t *testing.T) {
-	f := fleet(t, 1, 3)
-	cfg := faultConfig(f)
-	cfg.RetryStrategy = LinearBackoff(100, 20*time.Millisecond) // the final Acquires wait for the master to be back up
-	c := newClient(t, cfg)
+	f, c := oneGroupClient(t, faultConfig, LinearBackoff(100, 20*time.Millisecond)) // the final Acquires wait for the master to be back up
 	ctx := context.Background()
 	s, err := c.Semaphore("late", 2)
 	if err != nil {
