@@ -35,6 +35,13 @@ func (l *Lock) armDone() {
 		if l.doneTimer != nil {
 			l.doneTimer.Stop()
 		}
+		// Released while Do's fn runs (fn called Release): Until is zero,
+		// so fn's context ends too — another holder may take the resource
+		// from now on. Done stays open: the lock was given up, not lost.
+		if l.onLost != nil {
+			l.onLost(releasedInFn(l.resource))
+			l.onLost = nil
+		}
 		return
 	}
 	left := time.Until(l.until)
@@ -49,7 +56,7 @@ func (l *Lock) armDone() {
 			l.reportLost(context.Background(), err)
 		}
 		if l.onLost != nil {
-			l.onLost(l.lost)
+			l.onLost(l.lostCause())
 			l.onLost = nil
 		}
 		if l.doneTimer != nil {
@@ -65,9 +72,10 @@ func (l *Lock) armDone() {
 }
 
 // notifyLost makes fn run (with l.mu held; once) when the lock is known
-// lost: Do cancels fn's context with it, without a goroutine per section.
-// nil stops it.
-func (l *Lock) notifyLost(fn func(extendFoundGone bool)) {
+// lost, or is released while fn is set, with the cause for fn's context:
+// Do cancels fn's context with it, without a goroutine per section. nil
+// stops it.
+func (l *Lock) notifyLost(fn func(cause error)) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.onLost = fn
@@ -78,11 +86,26 @@ func (l *Lock) notifyLost(fn func(extendFoundGone bool)) {
 		l.done = make(chan struct{})
 	}
 	if l.doneShut {
-		fn(l.lost)
+		fn(l.lostCause())
 		l.onLost = nil
 		return
 	}
 	l.armDone()
+}
+
+// lostCause is the cause of Do's context for a lost lock: an extension found
+// it gone, or its validity ran out (ErrLockLost). l.mu is held.
+func (l *Lock) lostCause() error {
+	if l.lost {
+		return &lostError{err: &opError{op: opExtend.String(), resource: l.resource, sentinel: ErrNotHeld, why: "an extension found it gone"}}
+	}
+	return ErrLockLost
+}
+
+// releasedInFn is the cause of Do's (or DoAll's) context when fn released
+// the lock itself: it matches ErrLockLost and ErrNotHeld.
+func releasedInFn(resource string) error {
+	return &lostError{err: &opError{op: opRelease.String(), resource: resource, sentinel: ErrNotHeld, why: "released while fn runs"}}
 }
 
 func (l *Lock) doneCheck() {

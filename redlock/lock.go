@@ -52,7 +52,7 @@ type Lock struct {
 	done      chan struct{}
 	doneTimer *time.Timer
 	doneShut  bool
-	onLost    func(extendFoundGone bool) // Do's: cancels fn's context
+	onLost    func(cause error) // Do's: cancels fn's context
 	// auto marks a lock renewed by the shared extender (extender.go).
 	auto bool
 
@@ -404,12 +404,14 @@ func (l *Lock) Release(ctx context.Context) error {
 	}
 	c.hub.releasing(l.key, l.token)
 	q := l.releaseRequest(c.s.NodeTimeout, keep)
+	rctx, rcancel := ownReleaseCtx(ctx, LockFromContext(ctx) == l)
+	defer rcancel()
 	if c.obs == nil {
-		return c.release(ctx, l.g, l.prev, l.resource, q, l.prevMayHold, true, nil)
+		return c.release(rctx, l.g, l.prev, l.resource, q, l.prevMayHold, true, nil)
 	}
 	tr := &trace{attempts: 1}
 	start := time.Now()
-	err := c.release(ctx, l.g, l.prev, l.resource, q, l.prevMayHold, true, tr)
+	err := c.release(rctx, l.g, l.prev, l.resource, q, l.prevMayHold, true, tr)
 	tr.dur = time.Since(start)
 	ev := tr.lockEvent(ctx, EventRelease, l.g, l.resource, err)
 	ev.Held = time.Since(l.obtained)
@@ -418,6 +420,21 @@ func (l *Lock) Release(ctx context.Context) error {
 		l.reportLost(ctx, err)
 	}
 	return err
+}
+
+// ownReleaseCtx is the context of a release called with ctx. When ctx is
+// the context of the lock's own Do (or DoAll) fn (own: fn releases the lock
+// itself), the release has just ended it (Until is zero, and fn's context
+// follows Until): the release then keeps ctx's deadline and values but not
+// its cancellation, so that it is not cut short by the end it caused.
+func ownReleaseCtx(ctx context.Context, own bool) (context.Context, context.CancelFunc) {
+	if !own {
+		return ctx, func() {}
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		return context.WithDeadline(context.WithoutCancel(ctx), dl)
+	}
+	return context.WithoutCancel(ctx), func() {}
 }
 
 // ReleaseToken releases resource where its key still holds token, exactly as
@@ -546,7 +563,9 @@ func LockFromContext(ctx context.Context) *Lock {
 // whatever happens: on return, on error and on panic (which then
 // propagates). fn receives a context that is cancelled, with cause
 // ErrLockLost, when the lock is lost: its validity runs out (Until) or an
-// extension finds it gone. Do returns fn's error; when fn succeeded but the
+// extension finds it gone — and when fn releases it itself
+// (LockFromContext(ctx).Release; the cause then matches ErrNotHeld too):
+// it follows every change of Until. Do returns fn's error; when fn succeeded but the
 // release found the lock no longer held, it returns that error (the critical
 // section may have overlapped another holder). fn does not run when the lock
 // is not obtained: Do then returns Lock's error.
@@ -599,13 +618,7 @@ func (c *Client) runLocked(ctx context.Context, l *Lock, ttl time.Duration, o do
 	}
 	// fn's context ends when the lock is known lost (done.go): a timer at
 	// Until that follows every change of it — no goroutine per section.
-	l.notifyLost(func(extendFoundGone bool) {
-		if extendFoundGone {
-			cancel(&lostError{err: &opError{op: opExtend.String(), resource: l.resource, sentinel: ErrNotHeld, why: "an extension found it gone"}})
-			return
-		}
-		cancel(ErrLockLost)
-	})
+	l.notifyLost(func(cause error) { cancel(cause) })
 	defer func() {
 		l.notifyLost(nil)
 		cancel(nil)

@@ -22,7 +22,10 @@ type MultiLock struct {
 	token     string   // one token: the value of every key
 	parts     []*multiPart
 
-	extendMu sync.Mutex // Extends run one at a time: Until follows the last one applied
+	// extending holds one token while an Extend is in flight: Extends run
+	// one at a time (Until follows the last one applied), and one waiting
+	// for another gives up when its ctx ends.
+	extending chan struct{}
 
 	mu       sync.Mutex
 	until    time.Time     // the earliest part's; zero once released or known lost
@@ -30,13 +33,68 @@ type MultiLock struct {
 	released bool
 	done     chan struct{} // closed when known lost (see Done)
 	doneOnce sync.Once
-	changed  chan struct{} // 1-buffered: Until changed (the watcher re-reads it)
+	// doneTimer (created by the first Done or DoAll) fires at Until to
+	// close done when the validity ran out; onLost is DoAll's: it cancels
+	// fn's context with the cause, when the lock is lost or released.
+	doneTimer *time.Timer
+	onLost    func(cause error)
 }
 
-// setUntilLocked changes Until and tells the watcher. m.mu held.
+// setUntilLocked changes Until and follows it: Done and DoAll's context.
+// m.mu held.
 func (m *MultiLock) setUntilLocked(u time.Time) {
 	m.until = u
-	signal(m.changed)
+	m.armDone()
+}
+
+// armDone closes done when the MultiLock is known lost (Until zero or
+// passed, not by Release), or sets its timer to look again at Until; it
+// ends DoAll's context (onLost) on loss or release. It runs at every change
+// of Until and when the timer fires. m.mu held.
+func (m *MultiLock) armDone() {
+	if m.doneTimer == nil && m.onLost == nil {
+		return // nobody follows Until: Done was never asked for
+	}
+	left := time.Until(m.until)
+	switch {
+	case m.released:
+		if m.onLost != nil {
+			m.onLost(releasedInFn(setName(m.resources)))
+		}
+	case m.until.IsZero() || left <= 0:
+		m.lost()
+		if m.onLost != nil {
+			m.onLost(ErrLockLost)
+		}
+	default:
+		if m.doneTimer == nil {
+			m.doneTimer = time.AfterFunc(left, m.doneCheck)
+		} else {
+			m.doneTimer.Reset(left)
+		}
+		return
+	}
+	m.onLost = nil
+	if m.doneTimer != nil {
+		m.doneTimer.Stop()
+	}
+}
+
+func (m *MultiLock) doneCheck() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.armDone()
+}
+
+// notifyLost makes fn run (with m.mu held; once) when the MultiLock is
+// known lost or released, with the cause for DoAll's context; nil stops it.
+func (m *MultiLock) notifyLost(fn func(cause error)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.onLost = fn
+	if fn != nil {
+		m.armDone()
+	}
 }
 
 // multiPart is the resources of a MultiLock routed to one group: one
@@ -253,7 +311,7 @@ func (c *Client) attemptAll(ctx context.Context, set []string, tmpl []*multiPart
 	}
 	if len(errs) == 0 && time.Now().Before(until) {
 		return &MultiLock{c: c, resources: set, token: token, parts: parts, keyTTL: ttl, done: make(chan struct{}),
-			changed: make(chan struct{}, 1), until: until}, nil, nil
+			extending: make(chan struct{}, 1), until: until}, nil, nil
 	}
 	// Not all: release every part on every master where it may have landed.
 	for _, p := range parts {
@@ -335,8 +393,17 @@ func (m *MultiLock) Valid() bool {
 }
 
 // Done is closed when the MultiLock is known lost: an Extend found a part
-// gone, or the validity ran out. It is not closed by Release.
-func (m *MultiLock) Done() <-chan struct{} { return m.done }
+// gone, or the validity ran out (Until passed). It is not closed by
+// Release. The timer that closes it at Until is created on the first call.
+func (m *MultiLock) Done() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.doneTimer == nil && !m.released {
+		m.doneTimer = time.AfterFunc(time.Hour, m.doneCheck)
+		m.armDone()
+	}
+	return m.done
+}
 
 func (m *MultiLock) lost() { m.doneOnce.Do(func() { close(m.done) }) }
 
@@ -356,8 +423,12 @@ func (m *MultiLock) Extend(ctx context.Context, ttl time.Duration) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	m.extendMu.Lock()
-	defer m.extendMu.Unlock()
+	select {
+	case m.extending <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("redlock: %s %q: not sent (another Extend was in flight): %w", opMultiExtend, setName(m.resources), ctx.Err())
+	}
+	defer func() { <-m.extending }()
 	if !m.Valid() {
 		return fmt.Errorf("%w: %d resources: validity ran out at %v", ErrNotHeld, len(m.resources), m.Until().Format(time.RFC3339Nano))
 	}
@@ -428,9 +499,12 @@ func (m *MultiLock) Release(ctx context.Context) error {
 	}
 	m.mu.Lock()
 	keep := keyLife(m.keyTTL, c.s.DriftFactor) // counted from when a master that missed it answers again
-	m.setUntilLocked(time.Time{})
+	// released before setUntilLocked: a release does not close Done.
 	m.released = true
+	m.setUntilLocked(time.Time{})
 	m.mu.Unlock()
+	ctx, cancel := ownReleaseCtx(ctx, MultiLockFromContext(ctx) == m)
+	defer cancel()
 	errs := make([]error, len(m.parts))
 	eachPart(m.parts, func(i int, p *multiPart) {
 		r := p.g.fanout(ctx, request{op: opMultiRelease, key: p.keys[0], keys: p.keys, token: m.token, hash: p.hash,
@@ -481,13 +555,17 @@ func (c *Client) DoAll(ctx context.Context, resources []string, ttl time.Duratio
 		return err
 	}
 	lctx, cancel := context.WithCancelCause(context.WithValue(ctx, multiLockCtxKey{}, m))
+	// fn's context ends at Until, following every change of it, whatever
+	// the extensions are doing (a timer, as Do's: done.go).
+	m.notifyLost(func(cause error) { cancel(cause) })
 	stop := make(chan struct{})
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
-		m.watch(lctx, ttl, o, stop, cancel)
+		m.extendEvery(lctx, ttl, o, stop, cancel)
 	}()
 	defer func() {
+		m.notifyLost(nil)
 		close(stop)
 		<-watched
 		cancel(nil)
@@ -511,24 +589,16 @@ func MultiLockFromContext(ctx context.Context) *MultiLock {
 	return m
 }
 
-// watch cancels ctx with ErrLockLost when the validity runs out, and extends
-// every ttl/3 when asked (until maxHold, if set).
-func (m *MultiLock) watch(ctx context.Context, ttl time.Duration, o doOptions, stop <-chan struct{}, cancel context.CancelCauseFunc) {
-	left := func() time.Duration {
-		u := m.Until()
-		if u.IsZero() {
-			return 0
-		}
-		return max(time.Until(u), 0)
+// extendEvery extends the MultiLock by ttl every ttl/3 when asked (until
+// maxHold, if set), and cancels ctx when an extension finds a part gone.
+// ctx is fn's: it ends at Until (notifyLost), and so does an extension in
+// flight, so none runs past the validity it is meant to prolong.
+func (m *MultiLock) extendEvery(ctx context.Context, ttl time.Duration, o doOptions, stop <-chan struct{}, cancel context.CancelCauseFunc) {
+	if !o.autoExtend {
+		return
 	}
-	expiry := time.NewTimer(left())
-	defer expiry.Stop()
-	var tick <-chan time.Time
-	if o.autoExtend {
-		t := time.NewTicker(ttl / 3)
-		defer t.Stop()
-		tick = t.C
-	}
+	t := time.NewTicker(ttl / 3)
+	defer t.Stop()
 	var holdEnd time.Time
 	if o.maxHold > 0 {
 		holdEnd = time.Now().Add(o.maxHold)
@@ -539,23 +609,9 @@ func (m *MultiLock) watch(ctx context.Context, ttl time.Duration, o doOptions, s
 			return
 		case <-ctx.Done():
 			return
-		case <-m.done:
-			cancel(ErrLockLost)
-			return
-		case <-m.changed:
-			expiry.Reset(left())
-		case <-expiry.C:
-			if d := left(); d > 0 {
-				expiry.Reset(d)
-				continue
-			}
-			m.lost()
-			cancel(ErrLockLost)
-			return
-		case <-tick:
+		case <-t.C:
 			if !holdEnd.IsZero() && time.Now().After(holdEnd) {
-				tick = nil // WithMaxHold: no more extensions; ctx ends at Until
-				continue
+				return // WithMaxHold: no more extensions; ctx ends at Until
 			}
 			ectx, ecancel := context.WithTimeout(ctx, m.c.s.NodeTimeout*2)
 			err := m.Extend(ectx, ttl)
@@ -563,9 +619,6 @@ func (m *MultiLock) watch(ctx context.Context, ttl time.Duration, o doOptions, s
 			if errors.Is(err, ErrNotHeld) {
 				cancel(fmt.Errorf("%w: %w", ErrLockLost, err))
 				return
-			}
-			if d := left(); d > 0 {
-				expiry.Reset(d)
 			}
 		}
 	}

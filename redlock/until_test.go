@@ -51,8 +51,15 @@ func pauseCommands(t *testing.T, s *redisproc.Server, d time.Duration) {
 func barrier(t *testing.T, c *Client, resource string) {
 	t.Helper()
 	g, h := c.route(resource)
+	barrierGroup(t, g, h, c.s.KeyPrefix+resource)
+}
+
+// barrierGroup is barrier on the masters of g for the key of hash h (a
+// moved resource's previous group in migration mode, say).
+func barrierGroup(t *testing.T, g *group, h uint64, key string) {
+	t.Helper()
 	out := make(chan reply, len(g.nodes))
-	q := request{op: opExists, key: c.s.KeyPrefix + resource, hash: h, timeout: 30 * time.Second}
+	q := request{op: opExists, key: key, hash: h, timeout: 30 * time.Second}
 	args := newCmdArgs(q.key, "")
 	calls := make([]call, len(g.nodes))
 	for i, nd := range g.nodes {
