@@ -384,12 +384,13 @@ func (l *Lock) Release(ctx context.Context) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
+	live := ctx.Err() == nil
 	l.mu.Lock()
 	// A master that may hold the key and misses the release (down, or no
 	// answer in time) gets it when it answers again: from then on, the key
 	// may live there for as long as the longest TTL sent for it.
 	keep := keyLife(l.keyTTL, c.s.DriftFactor)
-	l.released = true // before setUntil: a release does not close Done
+	l.released = true // before setUntil: a release does not close Done (it ends Do's fn context)
 	l.setUntil(time.Time{})
 	auto := l.auto
 	l.mu.Unlock()
@@ -404,7 +405,7 @@ func (l *Lock) Release(ctx context.Context) error {
 	}
 	c.hub.releasing(l.key, l.token)
 	q := l.releaseRequest(c.s.NodeTimeout, keep)
-	rctx, rcancel := ownReleaseCtx(ctx, LockFromContext(ctx) == l)
+	rctx, rcancel := ownReleaseCtx(ctx, live && ctx.Err() != nil)
 	defer rcancel()
 	if c.obs == nil {
 		return c.release(rctx, l.g, l.prev, l.resource, q, l.prevMayHold, true, nil)
@@ -422,13 +423,14 @@ func (l *Lock) Release(ctx context.Context) error {
 	return err
 }
 
-// ownReleaseCtx is the context of a release called with ctx. When ctx is
-// the context of the lock's own Do (or DoAll) fn (own: fn releases the lock
-// itself), the release has just ended it (Until is zero, and fn's context
-// follows Until): the release then keeps ctx's deadline and values but not
-// its cancellation, so that it is not cut short by the end it caused.
-func ownReleaseCtx(ctx context.Context, own bool) (context.Context, context.CancelFunc) {
-	if !own {
+// ownReleaseCtx is the context of a release called with ctx. When the
+// release itself ended ctx (ended: ctx is, or derives from, the context of
+// the lock's own Do or DoAll fn, which follows Until, now zero — fn
+// releases the lock it runs under, perhaps from a nested Do), the release
+// keeps ctx's deadline and values but not that cancellation, so that it is
+// not cut short by the end it caused.
+func ownReleaseCtx(ctx context.Context, ended bool) (context.Context, context.CancelFunc) {
+	if !ended {
 		return ctx, func() {}
 	}
 	if dl, ok := ctx.Deadline(); ok {

@@ -497,13 +497,14 @@ func (m *MultiLock) Release(ctx context.Context) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
+	live := ctx.Err() == nil
 	m.mu.Lock()
 	keep := keyLife(m.keyTTL, c.s.DriftFactor) // counted from when a master that missed it answers again
 	// released before setUntilLocked: a release does not close Done.
 	m.released = true
 	m.setUntilLocked(time.Time{})
 	m.mu.Unlock()
-	ctx, cancel := ownReleaseCtx(ctx, MultiLockFromContext(ctx) == m)
+	ctx, cancel := ownReleaseCtx(ctx, live && ctx.Err() != nil)
 	defer cancel()
 	errs := make([]error, len(m.parts))
 	eachPart(m.parts, func(i int, p *multiPart) {

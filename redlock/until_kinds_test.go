@@ -733,6 +733,23 @@ func TestUntilKindsDoFollowsUntil(t *testing.T) {
 		})
 	})
 
+	t.Run("a nested Do's fn releases the outer lock", func(t *testing.T) {
+		runDoKinds(t, kinds, plain, "do-nest", 30*time.Second, notHeld, func(dk doKind, octx context.Context) error {
+			outer := dk.held(octx)
+			return plain.Do(octx, fmt.Sprint(dk.name, "/inner"), 30*time.Second, func(ictx context.Context) error {
+				if err := outer.release(ictx); err != nil {
+					return fmt.Errorf("outer Release with the inner fn's ctx: %w", err)
+				}
+				select {
+				case <-ictx.Done():
+				case <-time.After(5 * time.Second):
+					return errors.New("the inner fn's ctx still live 5s after the outer lock was released")
+				}
+				return nil
+			})
+		})
+	})
+
 	t.Run("auto-extended, a hand Extend shorter at once", func(t *testing.T) {
 		runDoKinds(t, kinds, plain, "do-auto", 3*time.Second, nil, func(dk doKind, ctx context.Context) error {
 			for i := range 4 {
