@@ -733,6 +733,30 @@ func TestUntilKindsDoFollowsUntil(t *testing.T) {
 		})
 	})
 
+	t.Run("fn releases it while the extender renews it", func(t *testing.T) {
+		var mu sync.Mutex
+		var hs []*held
+		for round := range 3 {
+			runDoKinds(t, kinds, plain, fmt.Sprint("do-relauto", round), 900*time.Millisecond, notHeld, func(dk doKind, ctx context.Context) error {
+				h := dk.held(ctx)
+				mu.Lock()
+				hs = append(hs, h)
+				mu.Unlock()
+				time.Sleep(time.Duration(250+round*60) * time.Millisecond) // about one renewal (every 300 ms)
+				if err := dk.rel(ctx); err != nil && !errors.Is(err, ErrNotHeld) {
+					return fmt.Errorf("Release beside a renewal: %w", err)
+				}
+				return nil
+			}, WithAutoExtend())
+		}
+		for _, h := range hs {
+			h.barrier(t)
+			if left := h.leftAnywhere(t, k); left > 0 {
+				t.Errorf("%s: a master keeps the holder %v after fn released it beside a renewal", h.name, left)
+			}
+		}
+	})
+
 	t.Run("a nested Do's fn releases the outer lock", func(t *testing.T) {
 		runDoKinds(t, kinds, plain, "do-nest", 30*time.Second, notHeld, func(dk doKind, octx context.Context) error {
 			outer := dk.held(octx)
