@@ -323,6 +323,14 @@ func runBinary(t *testing.T, env []string, args ...string) (int, string) {
 	return cmd.ProcessState.ExitCode(), out.String()
 }
 
+// runPatient runs "redlock run" with timeouts a loaded machine meets (the
+// default 100 ms NodeTimeout is missed under -race beside a CPU hog: every
+// master then counts as failed and the command is not run).
+func runPatient(t *testing.T, env []string, args ...string) (int, string) {
+	t.Helper()
+	return runBinary(t, env, append([]string{"run", "-node-timeout", "1s", "-dial-timeout", "5s"}, args...)...)
+}
+
 func testClient(t *testing.T, addrs []string) *redlock.Client {
 	t.Helper()
 	c, err := redlock.New(redlock.Config{Servers: addrs, Logger: slog.New(slog.DiscardHandler)})
@@ -360,11 +368,11 @@ func TestRun(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("exit code passthrough", func(t *testing.T) {
-		code, out := runBinary(t, nil, "run", "-servers", list, "-resource", "pass", "--", "sh", "-c", "exit 3")
+		code, out := runPatient(t, nil, "-servers", list, "-resource", "pass", "--", "sh", "-c", "exit 3")
 		if code != 3 {
 			t.Fatalf("exit %d, want 3\n%s", code, out)
 		}
-		code, out = runBinary(t, []string{"REDLOCK_SERVERS=" + list}, "run", "-resource", "pass", "--", "true")
+		code, out = runPatient(t, []string{"REDLOCK_SERVERS=" + list}, "-resource", "pass", "--", "true")
 		if code != 0 {
 			t.Fatalf("REDLOCK_SERVERS: exit %d\n%s", code, out)
 		}
@@ -373,7 +381,7 @@ func TestRun(t *testing.T) {
 	t.Run("fence in the environment", func(t *testing.T) {
 		fences := make([]int64, 2)
 		for i := range fences {
-			code, out := runBinary(t, nil, "run", "-servers", list, "-fencing", "-resource", "fenced", "--", "sh", "-c", `echo "fence=$REDLOCK_FENCE"`)
+			code, out := runPatient(t, nil, "-servers", list, "-fencing", "-resource", "fenced", "--", "sh", "-c", `echo "fence=$REDLOCK_FENCE"`)
 			_, after, ok := strings.Cut(out, "fence=")
 			if code != 0 || !ok {
 				t.Fatalf("exit %d\n%s", code, out)
@@ -390,7 +398,7 @@ func TestRun(t *testing.T) {
 	})
 
 	t.Run("not found", func(t *testing.T) {
-		code, out := runBinary(t, nil, "run", "-servers", list, "-resource", "nf", "--", "/nonexistent/cmd")
+		code, out := runPatient(t, nil, "-servers", list, "-resource", "nf", "--", "/nonexistent/cmd")
 		if code != exitNotFound || !strings.Contains(out, "cannot run") {
 			t.Fatalf("exit %d\n%s", code, out)
 		}
@@ -403,11 +411,11 @@ func TestRun(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { _ = l.Release(ctx) }()
-		code, out := runBinary(t, nil, "run", "-servers", list, "-resource", "busy", "--", "true")
+		code, out := runPatient(t, nil, "-servers", list, "-resource", "busy", "--", "true")
 		if code != exitNotObtained || !strings.Contains(out, `lock "busy" not obtained: it is held by someone else`) {
 			t.Fatalf("exit %d, want %d\n%s", code, exitNotObtained, out)
 		}
-		code, out = runBinary(t, nil, "run", "-servers", list, "-resource", "busy", "-wait", "300ms", "-retry-interval", "50ms", "--", "true")
+		code, out = runPatient(t, nil, "-servers", list, "-resource", "busy", "-wait", "300ms", "-retry-interval", "50ms", "--", "true")
 		if code != exitNotObtained || !strings.Contains(out, "within 300ms") {
 			t.Fatalf("-wait: exit %d\n%s", code, out)
 		}
@@ -421,7 +429,7 @@ func TestRun(t *testing.T) {
 		}
 		done := make(chan res, 1)
 		go func() {
-			code, out := runBinary(t, nil, "run", "-servers", list, "-resource", "held", "-ttl", "2s", "--", "sh", "-c", child, "sh", dir)
+			code, out := runPatient(t, nil, "-servers", list, "-resource", "held", "-ttl", "2s", "--", "sh", "-c", child, "sh", dir)
 			done <- res{code, out}
 		}()
 		token := waitFile(t, filepath.Join(dir, "started"))
@@ -452,7 +460,7 @@ func TestRun(t *testing.T) {
 		done := make(chan int, 1)
 		var out string
 		go func() {
-			code, o := runBinary(t, nil, "run", "-servers", list, "-resource", "lost", "-ttl", "900ms", "-grace", "5s", "--", "sh", "-c", child, "sh", dir)
+			code, o := runPatient(t, nil, "-servers", list, "-resource", "lost", "-ttl", "900ms", "-grace", "5s", "--", "sh", "-c", child, "sh", dir)
 			out = o
 			done <- code
 		}()
