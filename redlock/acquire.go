@@ -20,6 +20,11 @@ var (
 	kindPermit = &lockKind{acquire: opSemAcquire, release: opSemRelease, extend: opSemExtend, fenced: opSemAcquireFence}
 )
 
+// markAll is the mayHold of a release needed on every master of its group:
+// a waiting writer's mark may be on any master that got its script,
+// whatever it answered (see RWMutex.Lock).
+const markAll = ^uint64(0)
+
 // scripted is one resource's scripted locks (an RWMutex's or a
 // Semaphore's): its group, its keys, and the votes a holder needs.
 type scripted struct {
@@ -75,6 +80,11 @@ func (s *scripted) attempt(ctx context.Context, kind *lockKind, ttl time.Duratio
 	until := validUntil(start, ttl, c.s.DriftFactor)
 	l := &Lock{c: c, g: s.g, hash: s.hash, resource: s.resource, key: s.keys[0], token: token, keyTTL: ttl,
 		mayHold: r.mayHold(), kind: kind, keys: s.keys, need: s.need, extra: extra, obtained: start}
+	if extra != "" {
+		// A waiting writer's release also lifts its mark, which a master
+		// that refused it (a "no", not counted in mayHold) may carry.
+		l.mayHold = markAll
+	}
 	// A master that answered another semaphore's permits refuses the
 	// attempt, even one that reached its quorum elsewhere: clients that
 	// disagree on permits are a mistake to report, not a race to win.

@@ -189,10 +189,15 @@ func (m *RWMutex) Lock(ctx context.Context, ttl time.Duration) (*Lock, error) {
 	l, err := m.s.acquire(ctx, kindWrite, ttl, waiter, "w", 0, waiter, "1")
 	if err != nil {
 		// Lift the waiting mark on every master, detached from ctx. The
-		// empty token matches no writer key; a master that misses this
-		// drops the mark at its TTL.
-		gone := &Lock{c: m.s.c, g: m.s.g, hash: m.s.hash, resource: m.s.resource, kind: kindWrite, keys: m.s.keys, extra: waiter}
-		m.s.g.releaseDetached(gone.releaseRequest(m.s.c.s.ReleaseTimeout, 0))
+		// empty token matches no writer key. The lift is needed wherever
+		// an attempt was sent (markAll): a master that did not answer in
+		// time may set the mark when it does — after a pause, with a fresh
+		// ttl — so a master that misses the lift, or gets it late behind
+		// the attempt's script, is sent it all the same (kept.go), instead
+		// of refusing readers for a whole ttl.
+		gone := &Lock{c: m.s.c, g: m.s.g, hash: m.s.hash, resource: m.s.resource, kind: kindWrite, keys: m.s.keys, extra: waiter,
+			mayHold: markAll}
+		m.s.g.releaseDetached(gone.releaseRequest(m.s.c.s.ReleaseTimeout, keyLife(ttl, m.s.c.s.DriftFactor)))
 	}
 	return l, err
 }

@@ -1,0 +1,400 @@
+package redlock
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/quorumlock/quorumlock/internal/redisproc"
+	"github.com/redis/go-redis/v9"
+)
+
+// Issue 9's classes (items 4–7) across every lock kind: RWMutex readers and
+// writers (with the writer's waiting mark), Semaphore permits, LockAll,
+// fenced acquisitions, migration mode.
+
+// anyLock is a lock of any kind, as these tests use it.
+type anyLock interface {
+	Extend(ctx context.Context, ttl time.Duration) error
+	Release(ctx context.Context) error
+}
+
+// asAnyLock turns an acquisition's result into a anyLock (nil on error, not
+// a typed nil).
+func asAnyLock[T anyLock](l T, err error) (anyLock, error) {
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+type acquireFn func(ctx context.Context, c *Client, res string, ttl time.Duration) (anyLock, error)
+
+// lockCase is one kind of lock: the keys it leaves on a master, the lock
+// held before a fault (hold), and the acquisitions tried during it on the
+// same resource — one attempt (try) and the blocking form (block).
+type lockCase struct {
+	name             string
+	keys             func(c *Client, res string) []string
+	hold, try, block acquireFn
+}
+
+func rwKeys(c *Client, res string) []string {
+	p := c.s.KeyPrefix + res
+	return []string{p + ":rw:writer", p + ":rw:readers", p + ":rw:waiting"}
+}
+
+func multiSet(res string) []string { return []string{res + ".a", res + ".b"} }
+
+func twoPermits(c *Client, res string) *Semaphore {
+	s, err := c.Semaphore(res, 2)
+	if err != nil {
+		panic(err) // a valid resource and permit count
+	}
+	return s
+}
+
+const behindReader = "writer behind a reader"
+
+// lockCases are every kind. "writer behind a reader" holds a reader's
+// share while writers try: a blocking writer leaves its waiting mark.
+func lockCases() []lockCase {
+	plainKeys := func(c *Client, res string) []string { return []string{c.s.KeyPrefix + res} }
+	lock := func(ctx context.Context, c *Client, res string, ttl time.Duration) (anyLock, error) {
+		return asAnyLock(c.Lock(ctx, res, ttl))
+	}
+	tryLock := func(ctx context.Context, c *Client, res string, ttl time.Duration) (anyLock, error) {
+		return asAnyLock(c.TryLock(ctx, res, ttl))
+	}
+	rlock := func(ctx context.Context, c *Client, res string, ttl time.Duration) (anyLock, error) {
+		return asAnyLock(c.RWMutex(res).RLock(ctx, ttl))
+	}
+	wlock := func(ctx context.Context, c *Client, res string, ttl time.Duration) (anyLock, error) {
+		return asAnyLock(c.RWMutex(res).Lock(ctx, ttl))
+	}
+	tryW := func(ctx context.Context, c *Client, res string, ttl time.Duration) (anyLock, error) {
+		return asAnyLock(c.RWMutex(res).TryLock(ctx, ttl))
+	}
+	return []lockCase{
+		{name: "lock", keys: plainKeys, hold: lock, try: tryLock, block: lock},
+		{name: "await", keys: plainKeys, hold: lock, try: tryLock,
+			block: func(ctx context.Context, c *Client, res string, ttl time.Duration) (anyLock, error) {
+				return asAnyLock(c.Await(ctx, res, ttl))
+			}},
+		{name: "reader", keys: rwKeys, hold: rlock, block: rlock,
+			try: func(ctx context.Context, c *Client, res string, ttl time.Duration) (anyLock, error) {
+				return asAnyLock(c.RWMutex(res).TryRLock(ctx, ttl))
+			}},
+		{name: "writer", keys: rwKeys, hold: wlock, try: tryW, block: wlock},
+		{name: behindReader, keys: rwKeys, hold: rlock, try: tryW, block: wlock},
+		{name: "permit", keys: func(c *Client, res string) []string { return []string{c.s.KeyPrefix + res + ":sem:holders"} },
+			hold: func(ctx context.Context, c *Client, res string, ttl time.Duration) (anyLock, error) {
+				return asAnyLock(twoPermits(c, res).Acquire(ctx, ttl))
+			},
+			try: func(ctx context.Context, c *Client, res string, ttl time.Duration) (anyLock, error) {
+				return asAnyLock(twoPermits(c, res).TryAcquire(ctx, ttl))
+			},
+			block: func(ctx context.Context, c *Client, res string, ttl time.Duration) (anyLock, error) {
+				return asAnyLock(twoPermits(c, res).Acquire(ctx, ttl))
+			}},
+		{name: "lockall",
+			keys: func(c *Client, res string) []string {
+				set := multiSet(res)
+				return []string{c.s.KeyPrefix + set[0], c.s.KeyPrefix + set[1]}
+			},
+			hold: func(ctx context.Context, c *Client, res string, ttl time.Duration) (anyLock, error) {
+				return asAnyLock(c.LockAll(ctx, multiSet(res), ttl))
+			},
+			try: func(ctx context.Context, c *Client, res string, ttl time.Duration) (anyLock, error) {
+				return asAnyLock(c.lockAll(ctx, multiSet(res), ttl, true))
+			},
+			block: func(ctx context.Context, c *Client, res string, ttl time.Duration) (anyLock, error) {
+				return asAnyLock(c.LockAll(ctx, multiSet(res), ttl))
+			}},
+	}
+}
+
+// liveScript counts the keys that still hold something: a string (a lock
+// key, a writer, a waiting mark) or a sorted set with a member that has not
+// expired on this master's clock (a reader's share, a permit).
+const liveScript = `local t = redis.call("time")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = 0
+for i = 1, #KEYS do
+  local ty = redis.call("type", KEYS[i]).ok
+  if ty == "string" then n = n + 1
+  elseif ty == "zset" and redis.call("zcount", KEYS[i], "(" .. now, "+inf") > 0 then n = n + 1 end
+end
+return n`
+
+// liveOn is the number of keys that still hold something on master rc (-1
+// while it does not answer).
+func liveOn(rc *redis.Client, keys []string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	n, err := rc.Eval(ctx, liveScript, keys).Int()
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// leftHeld names the kinds (and masters) where something is still held.
+func leftHeld(rcs []*redis.Client, keys map[string][]string) string {
+	var left []string
+	for name, ks := range keys {
+		for i, rc := range rcs {
+			if liveOn(rc, ks) != 0 {
+				left = append(left, name+" on master "+itoa(i))
+			}
+		}
+	}
+	return strings.Join(left, ", ")
+}
+
+// waitNothingHeld fails the test unless, within d, no master holds any of
+// keys (by kind).
+func waitNothingHeld(t *testing.T, rcs []*redis.Client, keys map[string][]string, d time.Duration, why string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	deadline := start.Add(d)
+	for {
+		left := leftHeld(rcs, keys)
+		if left == "" {
+			return time.Since(start)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still held after %v: %s", why, d, left)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// kindClients are a plain client and a fenced one on the same fleet: every
+// kind is tried in both forms (fenced acquisitions run their own scripts).
+func kindClients(t *testing.T, f [][]*redisproc.Server, tune func(*Config)) map[string]*Client {
+	t.Helper()
+	out := make(map[string]*Client, 2)
+	for _, fenced := range []bool{false, true} {
+		cfg := clusterConfig(f)
+		cfg.Fencing = fenced
+		cfg.ReconnectInterval = 50 * time.Millisecond
+		cfg.RetryStrategy = LinearBackoff(1000, 20*time.Millisecond)
+		tune(&cfg)
+		name := "plain"
+		if fenced {
+			name = "fenced"
+		}
+		out[name] = newClient(t, cfg)
+	}
+	return out
+}
+
+// faultRun is every kind, plain and fenced, on one fleet: a lock of each
+// held before a fault, and the keys to check afterwards.
+type faultRun struct {
+	cases   []lockCase
+	clients map[string]*Client
+	held    map[string]anyLock  // by kind name
+	keys    map[string][]string // by kind name
+}
+
+func resOf(cl, kind string) string { return "hk-" + cl + "-" + strings.ReplaceAll(kind, " ", "-") }
+
+func newFaultRun(t *testing.T, clients map[string]*Client, holdTTL func(lc lockCase) time.Duration) *faultRun {
+	t.Helper()
+	fr := &faultRun{cases: lockCases(), clients: clients, held: map[string]anyLock{}, keys: map[string][]string{}}
+	for cn, c := range clients {
+		for _, lc := range fr.cases {
+			name := cn + "/" + lc.name
+			h, err := lc.hold(context.Background(), c, resOf(cn, lc.name), holdTTL(lc))
+			if err != nil {
+				t.Fatalf("%s: hold: %v", name, err)
+			}
+			fr.held[name] = h
+			fr.keys[name] = lc.keys(c, resOf(cn, lc.name))
+		}
+	}
+	return fr
+}
+
+// each runs op for every kind of every client, all at once, and waits.
+func (fr *faultRun) each(op func(name string, c *Client, lc lockCase, res string, h anyLock)) {
+	var wg sync.WaitGroup
+	for cn, c := range fr.clients {
+		for _, lc := range fr.cases {
+			name := cn + "/" + lc.name
+			wg.Go(func() { op(name, c, lc, resOf(cn, lc.name), fr.held[name]) })
+		}
+	}
+	wg.Wait()
+}
+
+// TestOneMasterCtxEveryKind (issue 9, item 7, every kind): against a
+// one-master group whose master is stopped (SIGSTOP), every call of every
+// kind — plain and fenced acquisitions, blocking and not, Await, Extend,
+// Release, IsLocked — returns once its 100 ms ctx ends, long before the
+// 5 s NodeTimeout; and what those calls may have left on the master
+// (their SETs run when it resumes) is cleaned up long before the 30 s TTL.
+func TestOneMasterCtxEveryKind(t *testing.T) {
+	f := fleet(t, 1, 1)
+	clients := kindClients(t, f, func(cfg *Config) { cfg.NodeTimeout = 5 * time.Second })
+	const ttl = 30 * time.Second
+	fr := newFaultRun(t, clients, func(lockCase) time.Duration { return ttl })
+	s := f[0][0]
+	if err := s.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Resume() }()
+	bound := 5 * time.Second / 2 // far above the 100 ms ctx, far below NodeTimeout
+	var mu sync.Mutex
+	var failures []string
+	timed := func(name, what string, op func(ctx context.Context) error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		err := op(ctx)
+		took := time.Since(start)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case took > bound:
+			failures = append(failures, name+" "+what+" took "+took.String()+" (ctx 100ms, NodeTimeout 5s)")
+		case !errors.Is(err, context.DeadlineExceeded):
+			failures = append(failures, name+" "+what+" = "+errString(err)+"; want the ctx error joined")
+		}
+	}
+	fr.each(func(name string, c *Client, lc lockCase, res string, h anyLock) {
+		acq := func(fn acquireFn) func(ctx context.Context) error {
+			return func(ctx context.Context) error {
+				l, err := fn(ctx, c, res, ttl)
+				if err == nil {
+					_ = l.Release(context.Background())
+					return errors.New("obtained against a stopped master")
+				}
+				return err
+			}
+		}
+		// One after another on one resource, as an application would: the
+		// master gets them all, in this order, when it resumes.
+		timed(name, "try", acq(lc.try))
+		timed(name, "block", acq(lc.block))
+		timed(name, "IsLocked", func(ctx context.Context) error { _, err := c.IsLocked(ctx, res); return err })
+		timed(name, "Extend", func(ctx context.Context) error { return h.Extend(ctx, ttl) })
+		timed(name, "Release", h.Release)
+	})
+	if len(failures) > 0 {
+		t.Fatalf("%d calls ignored their ctx:\n%s", len(failures), strings.Join(failures, "\n"))
+	}
+	// Stopped for longer than ReleaseTimeout (1 s): the cleanups waiting
+	// behind the commands the master holds are past their deadline when
+	// it resumes, and must be sent all the same.
+	time.Sleep(clients["plain"].s.ReleaseTimeout + 500*time.Millisecond)
+	if err := s.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	took := waitNothingHeld(t, raws(t, f[0]), fr.keys, 20*time.Second, "after the master resumed (TTL 30s)")
+	t.Logf("nothing held %v after resume (TTL %v)", took.Round(time.Millisecond), ttl)
+}
+
+// attemptDuring runs, for every kind, the blocking form and one attempt on
+// the held lock's resource, each with a ctx of d, then the held lock's
+// Release (ctx d): all against masters that do not answer in time. None
+// may obtain a lock; what they may have left is cleaned up later.
+func (fr *faultRun) attemptDuring(t *testing.T, ttl, d time.Duration) {
+	t.Helper()
+	var mu sync.Mutex
+	var obtained []string
+	fr.each(func(name string, c *Client, lc lockCase, res string, h anyLock) {
+		// The blocking form first: a master that stops answering is marked
+		// down after NodeTimeout and gets nothing more, so only the first
+		// commands reach a stopped master — the blocking writer's too,
+		// which leaves its waiting mark there.
+		for _, fn := range []acquireFn{lc.block, lc.try} {
+			ctx, cancel := context.WithTimeout(context.Background(), d)
+			if l, err := fn(ctx, c, res, ttl); err == nil {
+				mu.Lock()
+				obtained = append(obtained, name)
+				mu.Unlock()
+				_ = l.Release(context.Background())
+			}
+			cancel()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		_ = h.Release(ctx)
+		cancel()
+	})
+	if len(obtained) > 0 {
+		t.Fatalf("obtained while the lock was held and the masters did not answer: %v", obtained)
+	}
+}
+
+// TestKeptReleasesEveryKindAfterLongPause (issue 9, item 6, every kind): a
+// majority stopped (SIGSTOP) for longer than the TTL while every kind's
+// attempts, blocking acquisitions (a writer's waiting mark among them) and
+// releases are in flight. The stopped masters apply what they held when
+// they resume, with a fresh TTL; every release they missed — cleanups,
+// the writer's mark lift, the held locks' releases, plain and fenced —
+// must reach them then, so nothing stays held for that TTL.
+func TestKeptReleasesEveryKindAfterLongPause(t *testing.T) {
+	f := fleet(t, 1, 3)
+	clients := kindClients(t, f, func(cfg *Config) {
+		cfg.NodeTimeout = 300 * time.Millisecond
+		cfg.DialTimeout = 300 * time.Millisecond
+	})
+	const ttl = 4 * time.Second
+	// The held locks expire during the pause, so the attempts' SETs land
+	// when the masters resume — except the reader a writer waits behind:
+	// its share outlives the pause (its release is kept too), so the
+	// writer's script, applied then, leaves its waiting mark.
+	fr := newFaultRun(t, clients, func(lc lockCase) time.Duration {
+		if lc.name == behindReader {
+			return 30 * time.Second
+		}
+		return ttl
+	})
+	paused := f[0][1:]
+	for _, s := range paused {
+		if err := s.Pause(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func() {
+		for _, s := range paused {
+			_ = s.Resume()
+		}
+	}()
+	fr.attemptDuring(t, ttl, time.Second)
+	time.Sleep(keyLife(ttl, clients["plain"].s.DriftFactor) + 500*time.Millisecond) // longer than anything sent could live from now
+	resumed := time.Now()
+	for _, s := range paused {
+		if err := s.Resume(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	took := waitNothingHeld(t, raws(t, f[0]), fr.keys, ttl*7/10, "after the majority resumed")
+	t.Logf("nothing held %v after resume (TTL %v; resumed at %v)", took.Round(time.Millisecond), ttl, resumed.Format("15:04:05.000"))
+}
+
+// TestCleanupsBehindTheirSetEveryKind (issue 9, item 5, every kind): with
+// NodeTimeout (5 s) above ReleaseTimeout (1 s), every master holds
+// commands (CLIENT PAUSE ALL, 2 s) while every kind's attempts are
+// cancelled (100 ms ctx) and the held locks released. The cleanups — the
+// writer's mark lift among them — wait in the queue behind the SETs they
+// undo, past their own deadline; they must be sent after them, not
+// answered "not sent", or the keys block the resource for the 30 s TTL.
+func TestCleanupsBehindTheirSetEveryKind(t *testing.T) {
+	f := fleet(t, 1, 3)
+	clients := kindClients(t, f, func(cfg *Config) { cfg.NodeTimeout = 5 * time.Second })
+	const ttl = 30 * time.Second
+	fr := newFaultRun(t, clients, func(lockCase) time.Duration { return ttl })
+	for _, s := range f[0] {
+		pauseCommands(t, s, 2*time.Second)
+	}
+	fr.attemptDuring(t, ttl, 100*time.Millisecond)
+	took := waitNothingHeld(t, raws(t, f[0]), fr.keys, 15*time.Second, "after the pause (TTL 30s)")
+	t.Logf("nothing held %v after the last call (TTL %v)", took.Round(time.Millisecond), ttl)
+}
