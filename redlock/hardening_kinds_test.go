@@ -398,3 +398,120 @@ func TestCleanupsBehindTheirSetEveryKind(t *testing.T) {
 	took := waitNothingHeld(t, raws(t, f[0]), fr.keys, 15*time.Second, "after the pause (TTL 30s)")
 	t.Logf("nothing held %v after the last call (TTL %v)", took.Round(time.Millisecond), ttl)
 }
+
+// TestMigrationOneServerOneVote (issue 9, item 4, migration mode): a master
+// in both rings is one node whatever its spelling in each — one
+// connection pool, one vote, one group when the group's masters are the
+// same — and one server reached under a name the text cannot unify
+// across the rings (a DNS alias) is refused by New, naming both.
+func TestMigrationOneServerOneVote(t *testing.T) {
+	s := fleet(t, 1, 4)[0]
+	mapped := func(srv *redisproc.Server) string { return "[::ffff:127.0.0.1]:" + itoa(srv.Port()) }
+	expanded := func(srv *redisproc.Server) string {
+		return "redis://[0:0:0:0:0:ffff:7f00:1]:" + itoa(srv.Port()) + "/2"
+	}
+	plain := redisproc.Addrs(s[:3])
+
+	t.Run("same group respelled is not a ring change", func(t *testing.T) {
+		prev := [][]string{{mapped(s[2]), expanded(s[0]), s[1].Addr()}}
+		plan, err := PlanRingChange(prev, [][]string{plain})
+		if err != nil || plan.Moved != 0 {
+			t.Fatalf("PlanRingChange(respelled) = %+v, %v; want nothing moved", plan, err)
+		}
+		c := newClient(t, Config{Servers: plain, Previous: prev, NodeTimeout: time.Second, RetryStrategy: NoRetry()})
+		if len(c.nodes) != 3 || c.prevGroups[0] != c.groups[0] {
+			t.Fatalf("%d nodes, previous group shared: %v; want 3 nodes and one group", len(c.nodes), c.prevGroups[0] == c.groups[0])
+		}
+		// Nothing moves: the kinds migration mode refuses for a moved
+		// resource work, and a plain lock is one key per server.
+		ctx := context.Background()
+		r, err := c.RWMutex("mig-respelled").RLock(ctx, 10*time.Second)
+		if err != nil {
+			t.Fatalf("RLock with a respelled Previous: %v", err)
+		}
+		_ = r.Release(ctx)
+		l, err := c.Lock(ctx, "mig-respelled", 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.prev != nil {
+			t.Fatal("a lock on a respelled group is held on a \"previous\" group too")
+		}
+		_ = l.Release(ctx)
+	})
+
+	t.Run("a master in both rings is one node", func(t *testing.T) {
+		// Old group {A, B, C} written with mapped spellings; the new
+		// group {A, B, D}: A and B are in both rings.
+		prev := [][]string{{mapped(s[0]), expanded(s[1]), s[2].Addr()}}
+		c := newClient(t, Config{Servers: []string{s[0].Addr(), s[1].Addr(), s[3].Addr()}, Previous: prev,
+			NodeTimeout: time.Second, RetryStrategy: NoRetry()})
+		if len(c.nodes) != 4 {
+			t.Fatalf("%d nodes for 4 servers: a master in both rings counted twice", len(c.nodes))
+		}
+		g, pg := c.groups[0], c.prevGroups[0]
+		for i := range 2 {
+			if g.nodes[i] != pg.nodes[i] {
+				t.Fatalf("master %d of both rings has two nodes (%q, %q)", i, g.addrs[i], pg.addrs[i])
+			}
+		}
+		ctx := context.Background()
+		// Every resource of the group moves ({A,B,C} → {A,B,D}): each
+		// is locked on both groups, and A and B are in both. Their one
+		// key votes in both groups: locks and releases succeed — fenced
+		// too, with fences that grow.
+		fc := newClient(t, Config{Servers: []string{s[0].Addr(), s[1].Addr(), s[3].Addr()}, Previous: prev,
+			NodeTimeout: time.Second, RetryStrategy: NoRetry(), Fencing: true})
+		for name, cl := range map[string]*Client{"plain": c, "fenced": fc} {
+			var fence int64
+			for range 10 {
+				res := "mig-cycle" // one resource: its fences grow
+				l, err := cl.TryLock(ctx, res, 10*time.Second)
+				if err != nil {
+					t.Fatalf("%s TryLock %s of a moved resource, nobody else holding it: %v", name, res, err)
+				}
+				if name == "fenced" && l.Fence() <= fence {
+					t.Fatalf("fence %d after %d of the same resource", l.Fence(), fence)
+				}
+				fence = l.Fence()
+				if err := l.Extend(ctx, 10*time.Second); err != nil {
+					t.Fatalf("%s Extend %s: %v", name, res, err)
+				}
+				if err := l.Release(ctx); err != nil {
+					t.Fatalf("%s Release %s: %v", name, res, err)
+				}
+			}
+		}
+		l, err := c.Lock(ctx, "mig-shared", 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = l.Release(ctx) }()
+		// A client on either ring alone is excluded.
+		for name, cfg := range map[string]Config{
+			"old": {Servers: prev[0], NodeTimeout: time.Second, RetryStrategy: NoRetry()},
+			"new": {Servers: []string{s[0].Addr(), s[1].Addr(), s[3].Addr()}, NodeTimeout: time.Second, RetryStrategy: NoRetry()},
+		} {
+			o := newClient(t, cfg)
+			if l2, err := o.TryLock(ctx, "mig-shared", 10*time.Second); !errors.Is(err, ErrNotObtained) {
+				if err == nil {
+					_ = l2.Release(ctx)
+				}
+				t.Fatalf("a client on the %s ring alone: TryLock = %v; want ErrNotObtained", name, err)
+			}
+		}
+	})
+
+	t.Run("a DNS alias across the rings is refused", func(t *testing.T) {
+		prev := [][]string{{"localhost:" + itoa(s[0].Port()), s[1].Addr(), s[2].Addr()}}
+		c, err := New(Config{Servers: plain, Previous: prev, NodeTimeout: time.Second, Logger: quietLogger})
+		if err == nil {
+			_ = c.Close()
+			t.Fatal("New accepted localhost and 127.0.0.1 for one server in the two rings: one process, two votes")
+		}
+		var ce *ConfigError
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), "Previous[0][0]") || !strings.Contains(err.Error(), "Servers[0]") {
+			t.Fatalf("New = %v; want a ConfigError naming Previous[0][0] and Servers[0]", err)
+		}
+	})
+}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"time"
 )
 
 // Migration mode (Config.Previous). A resource whose group differs between
@@ -27,6 +29,9 @@ func fanoutBoth(ctx context.Context, g *group, q request, pg *group, pq request)
 // fanoutTwo is fanoutBoth with two groups: apart, so that the results its
 // goroutine shares live on the heap only when there are two.
 func fanoutTwo(ctx context.Context, g *group, q request, pg *group, pq request) (r, pr result) {
+	if inG, shared := sharedMasters(g, pg); shared {
+		return fanoutShared(ctx, g, q, pg, pq, inG)
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -35,6 +40,136 @@ func fanoutTwo(ctx context.Context, g *group, q request, pg *group, pq request) 
 	r = g.fanout(ctx, q)
 	<-done
 	return r, pr
+}
+
+// sharedMasters maps each master of pg to its index in g (-1 when it is
+// not in g), and tells whether any is: a master kept in a ring change
+// belongs to both of a moved resource's groups (one node: Client.newGroup).
+func sharedMasters(g, pg *group) (inG []int, shared bool) {
+	inG = make([]int, len(pg.nodes))
+	for j, pn := range pg.nodes {
+		inG[j] = slices.Index(g.nodes, pn)
+		shared = shared || inG[j] >= 0
+	}
+	return inG, shared
+}
+
+// fanoutShared is fanoutTwo for groups that share masters. A shared master
+// is one server with one key for the resource: it gets the command once,
+// and its one answer is its vote in both groups. (Sent once per group, the
+// second command would find the key the first one set — SET NX says no,
+// a second compare-and-delete finds nothing — and the master would vote
+// against the very lock it holds in one of the groups: a moved resource
+// could rarely be locked, and its release reported ErrNotHeld.) The wait
+// ends when both groups' outcomes are decided, by fanout's rules.
+func fanoutShared(ctx context.Context, g *group, q request, pg *group, pq request, inG []int) (r, pr result) {
+	nodes := slices.Clone(g.nodes)
+	at := make([]int, len(pg.nodes)) // pg's master j is the union's master at[j]
+	for j, nd := range pg.nodes {
+		if at[j] = inG[j]; at[j] < 0 {
+			at[j] = len(nodes)
+			nodes = append(nodes, nd)
+		}
+	}
+	u := &group{index: g.index, nodes: nodes, quorum: len(nodes)/2 + 1}
+	uq := q
+	uq.keepMask, uq.keepFor = 0, max(q.keepFor, pq.keepFor)
+	for i := range min(len(g.nodes), 64) {
+		if hasBit(q.keepMask, i) {
+			uq.keepMask |= 1 << i
+		}
+	}
+	for j, i := range at {
+		if i < 64 && hasBit(pq.keepMask, j) {
+			uq.keepMask |= 1 << i
+		}
+	}
+	if uq.keepMask == 0 {
+		uq.keepFor = 0
+	}
+	type side struct {
+		res                *result
+		need, noNeed, pend int
+		of                 func(i int) []int // the side's masters that are union master i
+	}
+	r, pr = result{slots: make([]slot, len(g.nodes))}, result{slots: make([]slot, len(pg.nodes))}
+	sides := [2]side{{res: &r, pend: len(g.nodes)}, {res: &pr, pend: len(pg.nodes)}}
+	sides[0].need, sides[0].noNeed = q.needs(g)
+	sides[1].need, sides[1].noNeed = pq.needs(pg)
+	sides[0].of = func(i int) []int {
+		if i < len(g.nodes) {
+			return []int{i}
+		}
+		return nil
+	}
+	sides[1].of = func(i int) []int {
+		var js []int
+		for j, k := range at {
+			if k == i {
+				js = append(js, j)
+			}
+		}
+		return js
+	}
+	decisive := q.decisive()
+	open := func(s *side) bool {
+		switch {
+		case s.pend == 0, s.res.yes >= s.need, decisive && s.res.no >= s.noNeed:
+			return false
+		}
+		return s.res.yes+s.pend >= s.need || (decisive && s.res.no+s.pend >= s.noNeed)
+	}
+	record := func(rp reply) {
+		for k := range sides {
+			s := &sides[k]
+			for _, j := range s.of(rp.idx) {
+				rj := rp // its error names the master already: one node in both groups
+				rj.idx = j
+				s.res.slots[j].reply = rj
+				s.pend--
+				switch {
+				case rp.err != nil:
+				case rp.ok:
+					s.res.yes++
+				default:
+					s.res.no++
+				}
+			}
+		}
+	}
+	f := u.getFan()
+	defer f.unref()
+	f.start(u, uq, time.Now().Add(q.timeout), false)
+	timer := time.NewTimer(q.timeout)
+	defer timer.Stop()
+	for open(&sides[0]) || open(&sides[1]) {
+		select {
+		case rp := <-f.out:
+			if rp.gen != f.gen {
+				strayReplies.Add(1)
+				continue
+			}
+			record(rp)
+		case <-timer.C:
+			r.fillPending(g, errTimeout)
+			pr.fillPending(pg, errTimeout)
+			return r, pr
+		case <-ctx.Done():
+			r.fillPending(g, ctx.Err())
+			pr.fillPending(pg, ctx.Err())
+			return r, pr
+		}
+	}
+	for { // the answers already here, as fanout records them
+		select {
+		case rp := <-f.out:
+			if rp.gen == f.gen {
+				record(rp)
+			}
+		default:
+			return r, pr
+		}
+	}
 }
 
 // verdict is one group's answer to a decisive operation.
