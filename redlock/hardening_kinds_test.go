@@ -515,3 +515,53 @@ func TestMigrationOneServerOneVote(t *testing.T) {
 		}
 	})
 }
+
+// TestKeptMultiReleaseBehindNoScript (items 5–6, NOSCRIPT): a MultiLock's
+// kept release is kept as one single-key release per key, all with the
+// lock's token, and flushed together: one pipeline. When the master does
+// not know the release script (SCRIPT FLUSH), only the last of a token's
+// commands in a pipeline is sent again as EVAL (an earlier one would land
+// after it); the others were not applied — a release among them must be
+// kept and retried, not answered NOSCRIPT and dropped, leaving its key for
+// the whole TTL.
+func TestKeptMultiReleaseBehindNoScript(t *testing.T) {
+	f := fleet(t, 1, 1)
+	s := f[0][0]
+	cfg := clusterConfig(f)
+	cfg.PoolSize = 1
+	cfg.NodeTimeout = 5 * time.Second
+	cfg.ReconnectInterval = 50 * time.Millisecond
+	c := newClient(t, cfg)
+	nd := c.groups[0].nodes[0]
+	ctx := context.Background()
+	const token = "multi-token"
+	keys := []string{"nsk-a", "nsk-b", "nsk-c"}
+	for _, k := range keys {
+		if v, err := s.Do(ctx, "SET", k, token, "PX", "60000"); err != nil || v != "+OK" {
+			t.Fatalf("SET %s: %q %v", k, v, err)
+		}
+	}
+	if v, err := s.Do(ctx, "SCRIPT", "FLUSH"); err != nil || v != "+OK" {
+		t.Fatalf("SCRIPT FLUSH: %q %v", v, err)
+	}
+	// The writer waits on a held command while the kept releases queue
+	// behind it: they go out as one pipeline.
+	pauseCommands(t, s, time.Second)
+	out := make(chan reply, 1)
+	blocker := request{op: opExists, key: "nsk-blocker", timeout: 10 * time.Second}
+	bl := blocker.call(0, newCmdArgs(blocker.key, ""), time.Now().Add(blocker.timeout), out)
+	nd.submit(&bl, 0, false)
+	time.Sleep(100 * time.Millisecond) // the writer took it (a failed wait only batches it with the releases)
+	rel := request{op: opMultiRelease, key: keys[0], keys: keys, token: token, keepMask: 1, keepFor: time.Minute}
+	cl := rel.call(0, &cmdArgs{key: keys[0], token: token, keys: keys}, time.Now(), make(chan reply, 1))
+	nd.keepRelease(&cl)
+	nd.flushKept()
+	eventually(t, 20*time.Second, "every key of the kept release deleted (TTL 60s)", func() bool {
+		for _, k := range keys {
+			if !absentOn(s, k) {
+				return false
+			}
+		}
+		return true
+	})
+}

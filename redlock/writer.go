@@ -360,6 +360,13 @@ func (n *node) run(res *puddle.Resource[*pconn], calls []*call) {
 				n.keepRelease(cl) // sent when the master answers again
 			case retryLater(err):
 				n.keepAndRetry(cl) // up, but loading or busy: not applied
+			case isNoScript(err):
+				// Not sent again (a later command of its lock ran in this
+				// pipeline), so not applied: a release that may be needed
+				// — one of a MultiLock's kept single-key releases, which
+				// share its token — is kept and retried; its script is
+				// loaded by then.
+				n.keepAndRetry(cl)
 			}
 			err = n.wrap(err)
 		}
