@@ -565,3 +565,76 @@ func TestKeptMultiReleaseBehindNoScript(t *testing.T) {
 		return true
 	})
 }
+
+// TestMigrationKeptReleasesAfterLongPause (items 4 and 6, migration mode):
+// a group changes one master ({A,B,C} → {A,B,D}), so every resource is
+// locked on both groups, and A and B are in both. With A and B stopped
+// for longer than the TTL while attempts, a blocking Lock and a release
+// are in flight, the releases they miss — kept for both groups, sent once
+// per server — reach them when they resume: nothing stays held.
+func TestMigrationKeptReleasesAfterLongPause(t *testing.T) {
+	s := fleet(t, 1, 4)[0]
+	const ttl = 4 * time.Second
+	clients := map[string]*Client{}
+	for _, fenced := range []bool{false, true} {
+		cfg := Config{Servers: []string{s[0].Addr(), s[1].Addr(), s[3].Addr()}, Previous: [][]string{redisproc.Addrs(s[:3])},
+			Fencing: fenced, NodeTimeout: 300 * time.Millisecond, DialTimeout: 300 * time.Millisecond,
+			ReconnectInterval: 50 * time.Millisecond, RetryStrategy: LinearBackoff(1000, 20*time.Millisecond)}
+		name := map[bool]string{false: "plain", true: "fenced"}[fenced]
+		clients[name] = newClient(t, cfg)
+	}
+	ctx := context.Background()
+	keys := map[string][]string{}
+	held := map[string]*Lock{}
+	for name, c := range clients {
+		l, err := c.Lock(ctx, "migp-held-"+name, 30*time.Second) // outlives the pause: its release must land
+		if err != nil {
+			t.Fatal(err)
+		}
+		held[name] = l
+		keys[name] = []string{c.s.KeyPrefix + "migp-held-" + name, c.s.KeyPrefix + "migp-try-" + name}
+	}
+	paused := s[:2]
+	for _, srv := range paused {
+		if err := srv.Pause(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func() {
+		for _, srv := range paused {
+			_ = srv.Resume()
+		}
+	}()
+	var wg sync.WaitGroup
+	for name, c := range clients {
+		wg.Go(func() {
+			for _, try := range []bool{false, true} {
+				actx, cancel := context.WithTimeout(ctx, time.Second)
+				var l2 *Lock
+				var err error
+				if try {
+					l2, err = c.TryLock(actx, "migp-try-"+name, ttl)
+				} else {
+					l2, err = c.Lock(actx, "migp-try-"+name, ttl)
+				}
+				cancel()
+				if err == nil {
+					_ = l2.Release(ctx)
+					t.Errorf("%s: obtained with A and B stopped", name)
+				}
+			}
+			rctx, cancel := context.WithTimeout(ctx, time.Second)
+			_ = held[name].Release(rctx)
+			cancel()
+		})
+	}
+	wg.Wait()
+	time.Sleep(keyLife(ttl, clients["plain"].s.DriftFactor) + 500*time.Millisecond)
+	for _, srv := range paused {
+		if err := srv.Resume(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	took := waitNothingHeld(t, raws(t, s), keys, ttl*7/10, "after A and B resumed")
+	t.Logf("nothing held %v after resume (TTL %v)", took.Round(time.Millisecond), ttl)
+}
