@@ -42,9 +42,13 @@ type Config struct {
 	// new group. Roll out a ring change in two steps (see the README):
 	// every client with the new fleet and Previous = the old one, then, once
 	// every client runs that and the longest TTL has passed, the new fleet
-	// alone. Spell each master identically here and in Cluster (a group is
-	// recognised as unchanged, and a master as one connection, by its
-	// spelling). For a moved resource, Await, LockAll, DoAll and the locks
+	// alone. A master in both fleets is one master — one connection, one
+	// vote — recognised by its canonical address (IP literals compared in
+	// canonical form; DNS names by their text, so write them alike), and
+	// must use the same database in both (New refuses otherwise); a group
+	// with the same masters is unchanged. A master kept in both of a moved
+	// resource's groups gets each command once, its answer counting in
+	// both. For a moved resource, Await, LockAll, DoAll and the locks
 	// of RWMutex and Semaphore are refused (ErrRingChange); Lock, TryLock,
 	// Do and DoWith lock it on both groups. Default: nil (no migration).
 	Previous [][]string
@@ -427,9 +431,35 @@ func (c Config) validate() (*settings, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := sameKeyspace(groups, prev); err != nil {
+			return nil, err
+		}
 		s.prevGroups = prev
 	}
 	return s, nil
+}
+
+// sameKeyspace refuses a master written in both rings (Previous and the new
+// fleet) with two databases. It is one master, one node (Client.newGroup),
+// and its votes in the previous group must be taken in the keyspace the
+// clients still on the old ring use: with two databases, a migrating client
+// and an old client would both be granted the resource by that one server.
+func sameKeyspace(groups, prev [][]address) error {
+	cur := make(map[string]address)
+	for _, g := range groups {
+		for _, a := range g {
+			cur[a.identity()] = a
+		}
+	}
+	for _, g := range prev {
+		for _, a := range g {
+			if b, ok := cur[a.identity()]; ok && a.db != b.db {
+				return &ConfigError{Field: a.field, Value: fmt.Sprintf("%q", a.redacted),
+					Reason: fmt.Sprintf("same master as %s %q with another database (%d, there %d): a master kept in a ring change must use one database in both rings", b.field, b.redacted, a.db, b.db)}
+			}
+		}
+	}
+	return nil
 }
 
 // parseGroups validates the groups of a ring: each non-empty, of an odd

@@ -408,7 +408,7 @@ func TestMigrationOneServerOneVote(t *testing.T) {
 	s := fleet(t, 1, 4)[0]
 	mapped := func(srv *redisproc.Server) string { return "[::ffff:127.0.0.1]:" + itoa(srv.Port()) }
 	expanded := func(srv *redisproc.Server) string {
-		return "redis://[0:0:0:0:0:ffff:7f00:1]:" + itoa(srv.Port()) + "/2"
+		return "redis://[0:0:0:0:0:ffff:7f00:1]:" + itoa(srv.Port()) + "/0"
 	}
 	plain := redisproc.Addrs(s[:3])
 
@@ -637,4 +637,28 @@ func TestMigrationKeptReleasesAfterLongPause(t *testing.T) {
 	}
 	took := waitNothingHeld(t, raws(t, s), keys, ttl*7/10, "after A and B resumed")
 	t.Logf("nothing held %v after resume (TTL %v)", took.Round(time.Millisecond), ttl)
+}
+
+// TestMigrationOneKeyspacePerMaster (item 4, migration mode): a master in
+// both rings is one node, connected with the new ring's address. Written
+// with another database in Previous, its votes in the previous group would
+// be taken in a keyspace the clients on the old ring do not use, and one
+// server would grant the resource to both: New refuses it, naming both.
+func TestMigrationOneKeyspacePerMaster(t *testing.T) {
+	const a, b, c, d = "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003", "127.0.0.1:7004"
+	for _, tc := range []struct{ prev, cur string }{
+		{"redis://" + a + "/1", "redis://" + a + "/0"},
+		{"redis://[::ffff:127.0.0.1]:7001/3", a},
+	} {
+		_, err := Config{Servers: []string{tc.cur, b, d}, Previous: [][]string{{tc.prev, b, c}}}.validate()
+		var ce *ConfigError
+		if !errors.As(err, &ce) || ce.Field != "Previous[0][0]" || !strings.Contains(err.Error(), "Servers[0]") ||
+			!strings.Contains(err.Error(), tc.prev) || !strings.Contains(err.Error(), "database") {
+			t.Fatalf("Previous %q beside %q: %v; want a ConfigError on Previous[0][0] naming Servers[0] and the databases", tc.prev, tc.cur, err)
+		}
+	}
+	// The same database, however written, is one master.
+	if _, err := (Config{Servers: []string{"redis://" + a + "/0", b, d}, Previous: [][]string{{a, b, c}}}).validate(); err != nil {
+		t.Fatalf("the same master in both rings, database 0 both times: %v", err)
+	}
 }
