@@ -333,50 +333,89 @@ func (fr *faultRun) attemptDuring(t *testing.T, ttl, d time.Duration) {
 }
 
 // TestKeptReleasesEveryKindAfterLongPause (issue 9, item 6, every kind): a
-// majority stopped (SIGSTOP) for longer than the TTL while every kind's
-// attempts, blocking acquisitions (a writer's waiting mark among them) and
-// releases are in flight. The stopped masters apply what they held when
-// they resume, with a fresh TTL; every release they missed — cleanups,
-// the writer's mark lift, the held locks' releases, plain and fenced —
-// must reach them then, so nothing stays held for that TTL.
+// majority paused — SIGSTOP, CLIENT PAUSE ALL, CLIENT PAUSE WRITE — for
+// longer than the TTL while every kind's attempts, blocking acquisitions
+// (a writer's waiting mark among them) and releases are in flight. The
+// paused masters apply what they held when they resume, with a fresh TTL;
+// every release they missed — cleanups, the writer's mark lift, the held
+// locks' releases, plain and fenced — must reach them then, so nothing
+// stays held for that TTL. (A stopped process runs the commands buffered on
+// a connection the client has closed; a server in CLIENT PAUSE notices the
+// close and drops them: there, the releases that were held or kept are
+// what must land. Only SIGSTOP failed before the mark lift was kept.)
 func TestKeptReleasesEveryKindAfterLongPause(t *testing.T) {
-	f := fleet(t, 1, 3)
-	clients := kindClients(t, f, func(cfg *Config) {
-		cfg.NodeTimeout = 300 * time.Millisecond
-		cfg.DialTimeout = 300 * time.Millisecond
-	})
 	const ttl = 4 * time.Second
-	// The held locks expire during the pause, so the attempts' SETs land
-	// when the masters resume — except the reader a writer waits behind:
-	// its share outlives the pause (its release is kept too), so the
-	// writer's script, applied then, leaves its waiting mark.
-	fr := newFaultRun(t, clients, func(lc lockCase) time.Duration {
-		if lc.name == behindReader {
-			return 30 * time.Second
-		}
-		return ttl
-	})
-	paused := f[0][1:]
-	for _, s := range paused {
-		if err := s.Pause(); err != nil {
-			t.Fatal(err)
-		}
+	long := keyLife(ttl, DefaultDriftFactor) + 2*time.Second // the TTL, and the second of calls before it
+	for _, pause := range []struct {
+		name   string
+		pause  func(t *testing.T, s *redisproc.Server)
+		resume func(t *testing.T, s *redisproc.Server)
+	}{
+		{"SIGSTOP",
+			func(t *testing.T, s *redisproc.Server) {
+				if err := s.Pause(); err != nil {
+					t.Fatal(err)
+				}
+			},
+			func(t *testing.T, s *redisproc.Server) {
+				if err := s.Resume(); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		{"CLIENT PAUSE ALL", func(t *testing.T, s *redisproc.Server) { clientPause(t, s, long, "ALL") }, nil},
+		{"CLIENT PAUSE WRITE", func(t *testing.T, s *redisproc.Server) { clientPause(t, s, long, "WRITE") }, nil},
+	} {
+		t.Run(pause.name, func(t *testing.T) {
+			t.Parallel() // a fleet each: the pauses overlap
+			f := fleet(t, 1, 3)
+			clients := kindClients(t, f, func(cfg *Config) {
+				cfg.NodeTimeout = 300 * time.Millisecond
+				cfg.DialTimeout = 300 * time.Millisecond
+			})
+			// The held locks expire during the pause, so the attempts' SETs
+			// land when the masters resume — except the reader a writer
+			// waits behind: its share outlives the pause (its release is
+			// kept too), so the writer's script, applied then, leaves its
+			// waiting mark.
+			fr := newFaultRun(t, clients, func(lc lockCase) time.Duration {
+				if lc.name == behindReader {
+					return 30 * time.Second
+				}
+				return ttl
+			})
+			paused := f[0][1:]
+			start := time.Now()
+			for _, s := range paused {
+				pause.pause(t, s)
+			}
+			if pause.resume != nil {
+				defer func() {
+					for _, s := range paused {
+						_ = s.Resume()
+					}
+				}()
+			}
+			fr.attemptDuring(t, ttl, time.Second)
+			time.Sleep(time.Until(start.Add(long)))
+			if pause.resume != nil {
+				for _, s := range paused {
+					pause.resume(t, s)
+				}
+			}
+			took := waitNothingHeld(t, raws(t, f[0]), fr.keys, ttl*7/10, "after the majority resumed")
+			t.Logf("nothing held %v after resume (TTL %v)", took.Round(time.Millisecond), ttl)
+		})
 	}
-	defer func() {
-		for _, s := range paused {
-			_ = s.Resume()
-		}
-	}()
-	fr.attemptDuring(t, ttl, time.Second)
-	time.Sleep(keyLife(ttl, clients["plain"].s.DriftFactor) + 500*time.Millisecond) // longer than anything sent could live from now
-	resumed := time.Now()
-	for _, s := range paused {
-		if err := s.Resume(); err != nil {
-			t.Fatal(err)
-		}
+}
+
+// clientPause holds s's commands of mode (ALL, WRITE) for d.
+func clientPause(t *testing.T, s *redisproc.Server, d time.Duration, mode string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if v, err := s.Do(ctx, "CLIENT", "PAUSE", itoa(int(d.Milliseconds())), mode); err != nil || v != "+OK" {
+		t.Fatalf("CLIENT PAUSE %s on %s: %q %v", mode, s.Addr(), v, err)
 	}
-	took := waitNothingHeld(t, raws(t, f[0]), fr.keys, ttl*7/10, "after the majority resumed")
-	t.Logf("nothing held %v after resume (TTL %v; resumed at %v)", took.Round(time.Millisecond), ttl, resumed.Format("15:04:05.000"))
 }
 
 // TestCleanupsBehindTheirSetEveryKind (issue 9, item 5, every kind): with
