@@ -20,10 +20,11 @@ var (
 	kindPermit = &lockKind{acquire: opSemAcquire, release: opSemRelease, extend: opSemExtend, fenced: opSemAcquireFence}
 )
 
-// markAll is the mayHold of a release needed on every master of its group:
-// a waiting writer's mark may be on any master that got its script,
-// whatever it answered (see RWMutex.Lock).
-const markAll = ^uint64(0)
+// allMasters is the keep mask (mayHold) of a release needed on every master
+// of its group: a waiting writer's mark may be on any master that got its
+// script, whatever it answered (see RWMutex.Lock); a token handed over by
+// another process may hold any master (ReleaseToken).
+const allMasters = ^uint64(0)
 
 // scripted is one resource's scripted locks (an RWMutex's or a
 // Semaphore's): its group, its keys, and the votes a holder needs.
@@ -83,7 +84,7 @@ func (s *scripted) attempt(ctx context.Context, kind *lockKind, ttl time.Duratio
 	if extra != "" {
 		// A waiting writer's release also lifts its mark, which a master
 		// that refused it (a "no", not counted in mayHold) may carry.
-		l.mayHold = markAll
+		l.mayHold = allMasters
 	}
 	// A master that answered another semaphore's permits refuses the
 	// attempt, even one that reached its quorum elsewhere: clients that

@@ -701,3 +701,37 @@ func TestMigrationOneKeyspacePerMaster(t *testing.T) {
 		t.Fatalf("the same master in both rings, database 0 both times: %v", err)
 	}
 }
+
+// TestReleaseTokenKeptForADownMaster (items 5–6, ReleaseToken): a lock
+// handed over to another process is released there with ReleaseToken.
+// A master marked down in that process when it releases (stopped) misses
+// the release; the key it holds must be deleted when it answers again,
+// as the holder's own Release would, not left for the 30 s TTL.
+func TestReleaseTokenKeptForADownMaster(t *testing.T) {
+	f := fleet(t, 1, 3)
+	holder := newClient(t, clusterConfig(f))
+	cfg := faultConfig(f)
+	other := newClient(t, cfg)
+	ctx := context.Background()
+	l, err := holder.Lock(ctx, "handed-over", 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	heldEverywhere(t, f[0], l)
+	s := f[0][2]
+	if err := s.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Resume() }()
+	eventually(t, 10*time.Second, "the stopped master marked down", func() bool {
+		_, _ = other.IsLocked(ctx, "handed-over") // times out there, marking it down
+		return !other.MasterStats()[2].Up
+	})
+	if err := other.ReleaseToken(ctx, "handed-over", l.Token()); err != nil {
+		t.Fatalf("ReleaseToken with a majority up: %v", err)
+	}
+	if err := s.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the released key gone from the master that was down (TTL 30s)", func() bool { return absentOn(s, "handed-over") })
+}

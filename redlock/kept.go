@@ -1,6 +1,7 @@
 package redlock
 
 import (
+	"math"
 	"strings"
 	"time"
 )
@@ -32,6 +33,10 @@ type keptRelease struct {
 	args       *cmdArgs      // a scripted release's command, as first sent (immutable; nil: a plain release of key and token)
 	life       time.Duration // how long the key may live once the master applies it (keyLife)
 }
+
+// lifeUnknown is the keepFor of a release whose key's TTL this client does
+// not know (ReleaseToken: a lock taken elsewhere).
+const lifeUnknown = time.Duration(math.MaxInt64)
 
 // needed tells whether cl is a release its master may need.
 func (cl *call) needed() bool { return cl.op.isRelease() && cl.keepFor > 0 }

@@ -458,7 +458,10 @@ func (c *Client) ReleaseToken(ctx context.Context, resource, token string) error
 		return ErrClosed
 	}
 	g, pg, h := c.routeBoth(resource)
-	return c.release(ctx, g, pg, resource, request{op: opRelease, key: c.s.KeyPrefix + resource, token: token, hash: h, timeout: c.s.NodeTimeout}, 0, false, nil)
+	// Any master may hold the token (its SET may land late): a master that
+	// misses the release keeps it (kept.go), as for the holder's Release.
+	return c.release(ctx, g, pg, resource, request{op: opRelease, key: c.s.KeyPrefix + resource, token: token, hash: h, timeout: c.s.NodeTimeout,
+		keepMask: allMasters, keepFor: lifeUnknown}, allMasters, false, nil)
 }
 
 // release sends the release q to every master of g (and, for a moved

@@ -190,13 +190,13 @@ func (m *RWMutex) Lock(ctx context.Context, ttl time.Duration) (*Lock, error) {
 	if err != nil {
 		// Lift the waiting mark on every master, detached from ctx. The
 		// empty token matches no writer key. The lift is needed wherever
-		// an attempt was sent (markAll): a master that did not answer in
+		// an attempt was sent (allMasters): a master that did not answer in
 		// time may set the mark when it does — after a pause, with a fresh
 		// ttl — so a master that misses the lift, or gets it late behind
 		// the attempt's script, is sent it all the same (kept.go), instead
 		// of refusing readers for a whole ttl.
 		gone := &Lock{c: m.s.c, g: m.s.g, hash: m.s.hash, resource: m.s.resource, kind: kindWrite, keys: m.s.keys, extra: waiter,
-			mayHold: markAll}
+			mayHold: allMasters}
 		m.s.g.releaseDetached(gone.releaseRequest(m.s.c.s.ReleaseTimeout, keyLife(ttl, m.s.c.s.DriftFactor)))
 	}
 	return l, err
