@@ -105,6 +105,9 @@ type held struct {
 	extend  func(ctx context.Context, ttl time.Duration) error
 	release func(ctx context.Context) error
 	done    func() <-chan struct{}
+	// extending reports whether an Extend of the lock is in flight (it
+	// holds the lock's one-at-a-time turn).
+	extending func() bool
 	// rival tries once, from another client, to take what this lock
 	// excludes; ok reports it did (it is then released).
 	rival func(ctx context.Context) (ok bool, err error)
@@ -185,7 +188,13 @@ func lockEntries(l *Lock) []entry {
 }
 
 func heldLock(name string, l *Lock, rival func(ctx context.Context) (bool, error)) *held {
-	return &held{name: name, entries: lockEntries(l), until: l.Until, extend: l.Extend, release: l.Release, done: l.Done, rival: rival}
+	extending := func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.extending
+	}
+	return &held{name: name, entries: lockEntries(l), until: l.Until, extend: l.Extend, release: l.Release, done: l.Done,
+		extending: extending, rival: rival}
 }
 
 func heldMulti(name string, m *MultiLock, rival func(ctx context.Context) (bool, error)) *held {
@@ -195,7 +204,9 @@ func heldMulti(name string, m *MultiLock, rival func(ctx context.Context) (bool,
 			es = append(es, entry{g: p.g, h: p.hash, key: key, token: m.token, need: p.g.quorum})
 		}
 	}
-	return &held{name: name, entries: es, until: m.Until, extend: m.Extend, release: m.Release, done: m.Done, rival: rival}
+	extending := func() bool { return len(m.extending) == 1 }
+	return &held{name: name, entries: es, until: m.Until, extend: m.Extend, release: m.Release, done: m.Done,
+		extending: extending, rival: rival}
 }
 
 // took turns an acquisition into a rival's outcome (released at once).
@@ -450,7 +461,12 @@ func TestUntilKindsExtendUnknownOutcome(t *testing.T) {
 				firstErr = h.extend(context.Background(), short)
 				firstDone <- time.Now()
 			}()
-			time.Sleep(20 * time.Millisecond) // the first is in flight (or about to be)
+			// The second starts once the first holds the turn (a sleep
+			// is not enough on a loaded machine: the second would go
+			// first, and be sent).
+			eventually(t, 10*time.Second, h.name+": the first Extend in flight", func() bool {
+				return h.extending() || len(firstDone) == 1
+			})
 			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 			secondErr := h.extend(ctx, 2*long)
 			secondAt := time.Now()
@@ -468,9 +484,10 @@ func TestUntilKindsExtendUnknownOutcome(t *testing.T) {
 				t.Errorf("%s: the second Extend (ctx 50 ms) returned %v after the first (NodeTimeout 800 ms): it ignored its ctx while waiting: %v",
 					h.name, secondAt.Sub(firstAt), secondErr)
 			}
-			if u, bound := h.until(), validUntil(firstAt, short, DefaultDriftFactor); u.After(bound) {
-				t.Errorf("%s: Until %v away after a timed-out Extend(%v)", h.name, time.Until(u), short)
-			}
+			// Whether the first's PEXPIRE reached the stopped masters' sockets
+			// (or expired in a writer queue, unsent, on a loaded machine) is
+			// unknown here: checkUntilSafe below compares Until with what the
+			// masters apply once they resume.
 		})
 		resume()
 		for _, h := range hs {
