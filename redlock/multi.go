@@ -38,6 +38,10 @@ type MultiLock struct {
 	// fn's context with the cause, when the lock is lost or released.
 	doneTimer *time.Timer
 	onLost    func(cause error)
+	// gone is the error of the Extend that found a part gone (nil
+	// otherwise): DoAll's context ends with it, as Do's does (lostCause),
+	// not with a bare ErrLockLost that no longer says which part.
+	gone error
 }
 
 // setUntilLocked changes Until and follows it: Done and DoAll's context.
@@ -64,7 +68,11 @@ func (m *MultiLock) armDone() {
 	case m.until.IsZero() || left <= 0:
 		m.lost()
 		if m.onLost != nil {
-			m.onLost(ErrLockLost)
+			cause := ErrLockLost
+			if m.gone != nil {
+				cause = &lostError{err: m.gone} // matches ErrLockLost and ErrNotHeld
+			}
+			m.onLost(cause)
 		}
 	default:
 		if m.doneTimer == nil {
@@ -464,10 +472,12 @@ func (m *MultiLock) Extend(ctx context.Context, ttl time.Duration) error {
 	case m.released:
 		return fmt.Errorf("%w: released while extending", ErrNotHeld)
 	case len(notHeld) > 0:
+		err := &lineError{msg: fmt.Sprintf("redlock: %s %q: not held: %s", opMultiExtend, setName(m.resources), inLine(notHeld)),
+			errs: append([]error{ErrNotHeld}, notHeld...)}
+		m.gone = err // before setUntilLocked: DoAll's context ends with it
 		m.setUntilLocked(time.Time{})
 		m.lost()
-		return &lineError{msg: fmt.Sprintf("redlock: %s %q: not held: %s", opMultiExtend, setName(m.resources), inLine(notHeld)),
-			errs: append([]error{ErrNotHeld}, notHeld...)}
+		return err
 	case len(failed) == 0 && time.Now().Before(newUntil):
 		m.setUntilLocked(newUntil)
 		return nil

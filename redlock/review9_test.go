@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -72,6 +73,62 @@ func r9Forms(c *Client, prefix string) []r9Form {
 				return c.DoAll(ctx, rs, ttl, fn, opts...)
 			},
 			extend: func(ctx context.Context, ttl time.Duration) error { return MultiLockFromContext(ctx).Extend(ctx, ttl) }},
+	}
+}
+
+// TestReview9LostCauseSaysAnExtensionFoundItGone: when an extension finds
+// the lock gone (its key deleted behind its back), fn's ctx ends with a
+// cause that matches ErrLockLost and ErrNotHeld and names the resource —
+// DoAll's as Do's, whether the automatic extension or a hand Extend in fn
+// found it. (f8f5df7 made DoAll's context end from the Done timer with a
+// bare ErrLockLost: the extension's error was dropped.)
+func TestReview9LostCauseSaysAnExtensionFoundItGone(t *testing.T) {
+	c, servers := r9Setup(t, time.Second)
+	bg := context.Background()
+	checkCause := func(t *testing.T, f r9Form, ctx context.Context) {
+		t.Helper()
+		cause := context.Cause(ctx)
+		if !errors.Is(cause, ErrLockLost) || !errors.Is(cause, ErrNotHeld) {
+			t.Errorf("%s: fn's ctx cause %q; want one matching ErrLockLost and ErrNotHeld (an extension found it gone)", f.name, cause)
+		}
+		if cause != nil && !strings.Contains(cause.Error(), f.stolen) {
+			t.Errorf("%s: fn's ctx cause %q does not name the resource that is gone (%s)", f.name, cause, f.stolen)
+		}
+	}
+	for _, f := range r9Forms(c, "r9-cause") {
+		t.Run(f.name+", the automatic extension", func(t *testing.T) {
+			err := f.do(bg, 900*time.Millisecond, func(ctx context.Context) error {
+				if err := r9Steal(ctx, c, servers, f.stolen); err != nil {
+					return err
+				}
+				if err := r9WaitDone(ctx, f.name); err != nil {
+					return err
+				}
+				checkCause(t, f, ctx)
+				return nil
+			}, WithAutoExtend())
+			if !errors.Is(err, ErrNotHeld) {
+				t.Errorf("%s = %v; want the release's ErrNotHeld", f.name, err)
+			}
+		})
+		t.Run(f.name+", a hand Extend", func(t *testing.T) {
+			err := f.do(bg, 30*time.Second, func(ctx context.Context) error {
+				if err := r9Steal(ctx, c, servers, f.stolen); err != nil {
+					return err
+				}
+				if err := f.extend(ctx, 30*time.Second); !errors.Is(err, ErrNotHeld) {
+					return fmt.Errorf("hand Extend with the key gone = %w; want ErrNotHeld", err)
+				}
+				if ctx.Err() == nil {
+					return errors.New("fn's ctx still live when the Extend that found it gone returned")
+				}
+				checkCause(t, f, ctx)
+				return nil
+			})
+			if !errors.Is(err, ErrNotHeld) {
+				t.Errorf("%s = %v; want the release's ErrNotHeld", f.name, err)
+			}
+		})
 	}
 }
 
