@@ -390,8 +390,10 @@ func (l *Lock) Release(ctx context.Context) error {
 	// answer in time) gets it when it answers again: from then on, the key
 	// may live there for as long as the longest TTL sent for it.
 	keep := keyLife(l.keyTTL, c.s.DriftFactor)
-	l.released = true // before setUntil: a release does not close Done (it ends Do's fn context)
+	inFn := l.onLost != nil // Do's fn runs: its context follows Until
+	l.released = true       // before setUntil: a release does not close Done (it ends Do's fn context)
 	l.setUntil(time.Time{})
+	endedFn := inFn && l.onLost == nil // this release ended fn's context
 	auto := l.auto
 	l.mu.Unlock()
 	if auto {
@@ -405,7 +407,7 @@ func (l *Lock) Release(ctx context.Context) error {
 	}
 	c.hub.releasing(l.key, l.token)
 	q := l.releaseRequest(c.s.NodeTimeout, keep)
-	rctx, rcancel := ownReleaseCtx(ctx, live && ctx.Err() != nil)
+	rctx, rcancel := ownReleaseCtx(ctx, live && endedFn)
 	defer rcancel()
 	if c.obs == nil {
 		return c.release(rctx, l.g, l.prev, l.resource, q, l.prevMayHold, true, nil)
@@ -424,11 +426,16 @@ func (l *Lock) Release(ctx context.Context) error {
 }
 
 // ownReleaseCtx is the context of a release called with ctx. When the
-// release itself ended ctx (ended: ctx is, or derives from, the context of
-// the lock's own Do or DoAll fn, which follows Until, now zero — fn
-// releases the lock it runs under, perhaps from a nested Do), the release
-// keeps ctx's deadline and values but not that cancellation, so that it is
-// not cut short by the end it caused.
+// release ended the context of its lock's own Do or DoAll fn (ended: fn's
+// context follows Until, now zero — fn releases the lock it runs under,
+// perhaps from a nested Do) and ctx was live when it began, the release
+// keeps ctx's deadline and values but not its cancellation, so that it is
+// not cut short by the end it caused. Whether ctx is ended by fn's cannot
+// be told from ctx.Err() at that point: a ctx derived from fn's ends at
+// once, but one that fn's ends through context.AfterFunc (merged contexts)
+// or a goroutine of a Context implementation ends a moment later, in the
+// middle of the fan-out. Such a release is bounded by ctx's deadline and
+// NodeTimeout, not by a cancellation of ctx.
 func ownReleaseCtx(ctx context.Context, ended bool) (context.Context, context.CancelFunc) {
 	if !ended {
 		return ctx, func() {}

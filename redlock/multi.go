@@ -511,10 +511,12 @@ func (m *MultiLock) Release(ctx context.Context) error {
 	m.mu.Lock()
 	keep := keyLife(m.keyTTL, c.s.DriftFactor) // counted from when a master that missed it answers again
 	// released before setUntilLocked: a release does not close Done.
+	inFn := m.onLost != nil // DoAll's fn runs: its context follows Until
 	m.released = true
 	m.setUntilLocked(time.Time{})
+	endedFn := inFn && m.onLost == nil // this release ended fn's context
 	m.mu.Unlock()
-	ctx, cancel := ownReleaseCtx(ctx, live && ctx.Err() != nil)
+	ctx, cancel := ownReleaseCtx(ctx, live && endedFn)
 	defer cancel()
 	errs := make([]error, len(m.parts))
 	eachPart(m.parts, func(i int, p *multiPart) {

@@ -132,6 +132,78 @@ func TestReview9LostCauseSaysAnExtensionFoundItGone(t *testing.T) {
 	}
 }
 
+// r9ReleaseWith is how fn releases the lock its ctx carries: with the ctx
+// rel returns (and a goroutine of its own, when async).
+type r9ReleaseWith struct {
+	name  string
+	ctx   func(fnCtx context.Context) (context.Context, func())
+	async bool
+}
+
+var r9Releases = []r9ReleaseWith{
+	{name: "fn's ctx", ctx: func(fnCtx context.Context) (context.Context, func()) { return fnCtx, func() {} }},
+	{name: "a ctx derived from fn's, on a goroutine of fn", async: true,
+		ctx: func(fnCtx context.Context) (context.Context, func()) {
+			return context.WithTimeout(fnCtx, 30*time.Second)
+		}},
+	{name: "a ctx that fn's ends through context.AfterFunc", ctx: func(fnCtx context.Context) (context.Context, func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		stop := context.AfterFunc(fnCtx, cancel)
+		return ctx, func() { stop(); cancel() }
+	}},
+}
+
+// TestReview9ReleaseInFnEveryKind: fn releases the lock it runs under, in
+// every Do form, with fn's ctx, a ctx derived from it on another
+// goroutine, and a ctx that fn's ends through context.AfterFunc: the
+// release succeeds (it is not cut short by the end of fn's ctx that it
+// caused), fn's ctx has ended by the time Release returns (cause ErrLockLost
+// and ErrNotHeld), and no master of any group keeps the holder.
+func TestReview9ReleaseInFnEveryKind(t *testing.T) {
+	k := newKindsFleet(t)
+	plain, fenced := k.holder(t, false, time.Second), k.holder(t, true, time.Second)
+	kinds := doKinds(plain, fenced)
+	notHeld := func(err error) bool { return errors.Is(err, ErrNotHeld) } // Do's own release finds it gone
+	for i, rw := range r9Releases {
+		t.Run(rw.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var hs []*held
+			runDoKinds(t, kinds, plain, fmt.Sprint("r9-rel", i), 30*time.Second, notHeld, func(dk doKind, ctx context.Context) error {
+				h := dk.held(ctx)
+				mu.Lock()
+				hs = append(hs, h)
+				mu.Unlock()
+				rctx, done := rw.ctx(ctx)
+				defer done()
+				var err error
+				if rw.async {
+					ch := make(chan error, 1)
+					go func() { ch <- h.release(rctx) }()
+					err = <-ch
+				} else {
+					err = h.release(rctx)
+				}
+				if err != nil {
+					return fmt.Errorf("Release inside fn: %w", err)
+				}
+				if ctx.Err() == nil {
+					return errors.New("fn's ctx still live when fn's Release returned (Until is zero: another holder may have it)")
+				}
+				if c := context.Cause(ctx); !errors.Is(c, ErrLockLost) || !errors.Is(c, ErrNotHeld) {
+					return fmt.Errorf("fn's ctx cause %w; want ErrLockLost and ErrNotHeld", c)
+				}
+				return nil
+			})
+			for _, h := range hs {
+				h.barrier(t)
+				if left := h.leftAnywhere(t, k); left > 0 {
+					t.Errorf("%s: a master keeps the holder %v after fn released it", h.name, left)
+				}
+			}
+		})
+	}
+}
+
 // TestReview9ReleaseInFnBounds: a release in fn that ended fn's ctx is not
 // cut short by that end, yet stays bounded — by the deadline of the ctx it
 // was given, else by NodeTimeout — while every master holds its commands;
