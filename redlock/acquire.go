@@ -101,8 +101,14 @@ func (s *scripted) attempt(ctx context.Context, kind *lockKind, ttl time.Duratio
 		}
 	}
 	// The cleanup gives back this attempt's token only: a waiting writer's
-	// mark stays while it retries (Lock lifts it when it gives up).
-	l.extra = ""
+	// mark stays while it retries (Lock lifts it when it gives up). So it
+	// is needed only where this attempt's script may have landed
+	// (r.mayHold), not on every master as the held writer's release (which
+	// also lifts the mark) is: kept for a master that refused the attempt or
+	// never got it (down), one cleanup per failed attempt would fill the
+	// kept list (maxKeptReleases) while a writer waits, and releases other
+	// locks do need would be dropped.
+	l.extra, l.mayHold = "", r.mayHold()
 	s.g.releaseDetached(l.releaseRequest(c.s.ReleaseTimeout, keyLife(ttl, c.s.DriftFactor)))
 	if fenceErr != nil {
 		return nil, fenceErr
