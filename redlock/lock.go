@@ -425,6 +425,15 @@ func (l *Lock) Release(ctx context.Context) error {
 	return err
 }
 
+// releasedByCaller reports whether Release was called on l (by fn, in Do:
+// Do then does not release it again, which would find it gone and report
+// ErrNotHeld and EventLost for a section that ended cleanly).
+func (l *Lock) releasedByCaller() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.released
+}
+
 // ownReleaseCtx is the context of a release called with ctx. When the
 // release ended the context of its lock's own Do or DoAll fn (ended: fn's
 // context follows Until, now zero — fn releases the lock it runs under,
@@ -579,8 +588,9 @@ func LockFromContext(ctx context.Context) *Lock {
 // (LockFromContext(ctx).Release; the cause then matches ErrNotHeld too):
 // it follows every change of Until. Do returns fn's error; when fn succeeded but the
 // release found the lock no longer held, it returns that error (the critical
-// section may have overlapped another holder). fn does not run when the lock
-// is not obtained: Do then returns Lock's error.
+// section may have overlapped another holder). A lock fn released itself is
+// not released again: fn has its Release's outcome. fn does not run when the
+// lock is not obtained: Do then returns Lock's error.
 //
 // This is the Elixir redlock's transaction(resource, ttl, fn).
 func (c *Client) Do(ctx context.Context, resource string, ttl time.Duration, fn func(ctx context.Context) error) error {
@@ -634,6 +644,9 @@ func (c *Client) runLocked(ctx context.Context, l *Lock, ttl time.Duration, o do
 	defer func() {
 		l.notifyLost(nil)
 		cancel(nil)
+		if l.releasedByCaller() {
+			return // fn released it: sent once, with fn's own outcome
+		}
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), c.s.ReleaseTimeout)
 		relErr := l.Release(rctx)
 		rcancel()

@@ -552,8 +552,9 @@ func (m *MultiLock) String() string {
 // MultiLock's validity runs out or an extension finds a part gone.
 // WithAutoExtend extends all of them every ttl/3; WithTryOnce makes a
 // single attempt. DoAll returns fn's error, or, when fn succeeded but the
-// release found a part no longer held, that error. fn does not run when the
-// resources are not obtained. MultiLockFromContext(fn's ctx) is the
+// release found a part no longer held, that error (a MultiLock fn released
+// itself is not released again). fn does not run when the resources are not
+// obtained. MultiLockFromContext(fn's ctx) is the
 // MultiLock (its fences, with Config.Fencing).
 func (c *Client) DoAll(ctx context.Context, resources []string, ttl time.Duration, fn func(ctx context.Context) error, opts ...DoOption) (err error) {
 	if fn == nil {
@@ -582,6 +583,12 @@ func (c *Client) DoAll(ctx context.Context, resources []string, ttl time.Duratio
 		close(stop)
 		<-watched
 		cancel(nil)
+		m.mu.Lock()
+		released := m.released
+		m.mu.Unlock()
+		if released {
+			return // fn released it (see runLocked)
+		}
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), c.s.ReleaseTimeout)
 		relErr := m.Release(rctx)
 		rcancel()

@@ -421,3 +421,44 @@ func delOnAll(t *testing.T, servers []*redisproc.Server, key string) {
 		}
 	}
 }
+
+// TestObserverDoFnReleases: a Do (and a DoAll) whose fn releases its lock
+// itself returns fn's nil, reports one release and no loss, and leaves no
+// key: Do does not release again (which found the key gone: ErrNotHeld and
+// a false EventLost for a section that ended cleanly).
+func TestObserverDoFnReleases(t *testing.T) {
+	f := fleet(t, 2, 3)
+	rec := &recorder{}
+	cfg := clusterConfig(f)
+	cfg.Observer = rec
+	c := newClient(t, cfg)
+	ctx := context.Background()
+
+	err := c.Do(ctx, "fn-releases", 10*time.Second, func(ctx context.Context) error {
+		return LockFromContext(ctx).Release(ctx)
+	})
+	if err != nil {
+		t.Fatalf("Do whose fn released its lock = %v; want nil", err)
+	}
+	evs := rec.take()
+	if n, lost := len(of(evs, EventRelease)), of(evs, EventLost); n != 1 || len(lost) != 0 {
+		t.Fatalf("events %+v: want one release and no loss", evs)
+	}
+	err = c.DoAll(ctx, []string{"fn-releases-a", "fn-releases-b", "fn-releases-c"}, 10*time.Second, func(ctx context.Context) error {
+		return MultiLockFromContext(ctx).Release(ctx)
+	})
+	if err != nil {
+		t.Fatalf("DoAll whose fn released its MultiLock = %v; want nil", err)
+	}
+	if lost := of(rec.take(), EventLost); len(lost) != 0 {
+		t.Fatalf("DoAll reported a loss: %+v", lost)
+	}
+	for _, g := range f {
+		for _, s := range g {
+			eventually(t, 10*time.Second, s.Addr()+": no key left", func() bool {
+				n, err := s.Do(ctx, "DBSIZE")
+				return err == nil && n == ":0"
+			})
+		}
+	}
+}
