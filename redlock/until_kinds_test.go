@@ -734,7 +734,7 @@ func TestUntilKindsDoFollowsUntil(t *testing.T) {
 	})
 
 	t.Run("fn releases it", func(t *testing.T) {
-		runDoKinds(t, kinds, plain, "do-rel", 30*time.Second, notHeld, func(dk doKind, ctx context.Context) error {
+		runDoKinds(t, kinds, plain, "do-rel", 30*time.Second, nil, func(dk doKind, ctx context.Context) error {
 			if err := dk.rel(ctx); err != nil {
 				return fmt.Errorf("Release inside fn: %w", err)
 			}
@@ -775,7 +775,7 @@ func TestUntilKindsDoFollowsUntil(t *testing.T) {
 	})
 
 	t.Run("a nested Do's fn releases the outer lock", func(t *testing.T) {
-		runDoKinds(t, kinds, plain, "do-nest", 30*time.Second, notHeld, func(dk doKind, octx context.Context) error {
+		runDoKinds(t, kinds, plain, "do-nest", 30*time.Second, nil, func(dk doKind, octx context.Context) error {
 			outer := dk.held(octx)
 			return plain.Do(octx, fmt.Sprint(dk.name, "/inner"), 30*time.Second, func(ictx context.Context) error {
 				if err := outer.release(ictx); err != nil {
