@@ -150,9 +150,13 @@ func TestWakeReadersAtWriterReleaseAndMarkLift(t *testing.T) {
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
 	_, werrc := lockAsync(func() (*Lock, error) { return giver.RWMutex("wake-r").Lock(wctx, time.Minute) })
+	// The mark keeps new readers out once a quorum carries it. Not every
+	// master need carry it: RLock returns at quorum, so a master where the
+	// readers' shares had not landed yet (late on a loaded machine) grants
+	// the writer instead — a "yes", no mark — at every attempt.
 	ms := raws(t, f[0])
-	eventually(t, 30*time.Second, "the waiting writer's mark on every master", func() bool {
-		return onMasters(ms, func(m *redis.Client) bool { return m.Exists(ctx, "wake-r:rw:waiting").Val() == 1 }) == 3
+	eventually(t, 30*time.Second, "the waiting writer's mark on a quorum of masters", func() bool {
+		return onMasters(ms, func(m *redis.Client) bool { return m.Exists(ctx, "wake-r:rw:waiting").Val() == 1 }) >= 2
 	})
 	got3, errc3 := lockAsync(rlock)
 	quiet(t, c)
