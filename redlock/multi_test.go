@@ -122,6 +122,14 @@ func TestLockAllAllOrNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Lock returns at quorum: let its SET land on the master it did not
+	// wait for, or LockAll's may get there first (and the check below
+	// finds neither key on that master).
+	var dMasters []*redisproc.Server
+	for _, addr := range c.Route("aon-d") {
+		dMasters = append(dMasters, servers[addr])
+	}
+	heldEverywhere(t, dMasters, busy)
 	_, err = c.LockAll(ctx, res, 10*time.Second)
 	if !errors.Is(err, ErrNotObtained) {
 		t.Fatalf("LockAll with a busy resource = %v, want ErrNotObtained", err)
