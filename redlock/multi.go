@@ -583,10 +583,7 @@ func (c *Client) DoAll(ctx context.Context, resources []string, ttl time.Duratio
 		close(stop)
 		<-watched
 		cancel(nil)
-		m.mu.Lock()
-		released := m.released
-		m.mu.Unlock()
-		if released {
+		if m.releasedByCaller() {
 			return // fn released it (see runLocked)
 		}
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), c.s.ReleaseTimeout)
@@ -597,6 +594,14 @@ func (c *Client) DoAll(ctx context.Context, resources []string, ttl time.Duratio
 		}
 	}()
 	return fn(lctx)
+}
+
+// releasedByCaller reports whether Release was called on m (by fn, in
+// DoAll: see Lock.releasedByCaller).
+func (m *MultiLock) releasedByCaller() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.released
 }
 
 type multiLockCtxKey struct{}
